@@ -1,0 +1,1 @@
+"""Internal wallet service: a double-entry ledger of virtual credits."""

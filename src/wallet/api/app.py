@@ -1,0 +1,146 @@
+"""The FastAPI application: lifespan (pool), probes, error translation, routes."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import asyncpg
+import orjson
+import structlog
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException
+
+from wallet.api import schemas
+from wallet.api.body import validation_problem
+from wallet.api.problems import Problem, unavailable
+from wallet.api.routes import router
+from wallet.config import Settings, load_settings
+from wallet.db import migrate
+from wallet.db.pool import create_pool
+from wallet.ledger.errors import LedgerError
+
+log = structlog.get_logger("wallet.api")
+
+LEDGER_ERROR_STATUS = {
+    "asset_not_found": 404,
+    "wallet_not_found": 404,
+    "transaction_not_found": 404,
+    "asset_conflict": 409,
+    "balance_limit_exceeded": 422,
+}
+# Errors that mean "the database is not answering right now": the client may retry.
+UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
+    asyncpg.exceptions.PostgresConnectionError,
+    asyncpg.exceptions.InterfaceError,
+    asyncpg.exceptions.QueryCanceledError,
+    asyncpg.exceptions.LockNotAvailableError,
+    asyncpg.exceptions.DeadlockDetectedError,
+    asyncpg.exceptions.SerializationError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.TooManyConnectionsError,
+    ConnectionError,
+    OSError,
+    asyncio.TimeoutError,
+)
+REQUEST_SCHEMAS = (schemas.AssetCreate, schemas.WalletCreate, schemas.MovementRequest, schemas.TransferRequest)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or load_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        assert settings.database_url is not None, "wallet serve sets the database URL"
+        app.state.pool = await create_pool(settings, settings.database_url)
+        try:
+            yield
+        finally:
+            await app.state.pool.close()
+
+    app = FastAPI(
+        title="wallet",
+        version="1.0.0",
+        summary="Double-entry ledger of virtual credits with idempotent money movements.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.head_revision = migrate.head_revision()
+    _add_probes(app)
+    app.include_router(router)
+    _add_error_handlers(app)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    return app
+
+
+def _add_probes(app: FastAPI) -> None:
+    @app.get("/healthz", response_model=schemas.Health, tags=["probes"])
+    async def healthz() -> Response:
+        return Response(b'{"status":"ok"}', media_type="application/json")
+
+    @app.get("/readyz", response_model=schemas.Health, tags=["probes"], responses={503: {"model": schemas.ProblemDocument}})
+    async def readyz(request: Request) -> Response:
+        pool: asyncpg.Pool = request.app.state.pool
+        timeout_seconds = request.app.state.settings.timeout_ms_pool_acquire / 1000
+        async with pool.acquire(timeout=timeout_seconds) as connection:
+            revision = await connection.fetchval("SELECT version_num FROM alembic_version")
+        if revision != request.app.state.head_revision:
+            raise unavailable(f"Database schema is at {revision}, not {request.app.state.head_revision}.")
+        return Response(b'{"status":"ready"}', media_type="application/json")
+
+    @app.get("/metrics", tags=["probes"], response_class=Response)
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(Problem)
+    async def problem(request: Request, error: Problem) -> Response:
+        return error.to_response()
+
+    @app.exception_handler(LedgerError)
+    async def ledger_error(request: Request, error: LedgerError) -> Response:
+        return Problem(LEDGER_ERROR_STATUS[error.code], error.code, error.detail).to_response()
+
+    @app.exception_handler(RequestValidationError)
+    async def request_invalid(request: Request, error: RequestValidationError) -> Response:
+        errors = [{"loc": list(item["loc"]), "msg": item["msg"]} for item in error.errors()]
+        return Problem(422, "validation_error", "The request is not valid.", errors=errors).to_response()
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, error: HTTPException) -> Response:
+        if error.status_code == 405:
+            return Problem(405, "method_not_allowed", "This path does not take this method.").to_response()
+        if error.status_code == 404:
+            return Problem(404, "not_found", "No such path.").to_response()
+        return Problem(error.status_code, "http_error", str(error.detail)).to_response()
+
+    async def database_unavailable(request: Request, error: Exception) -> Response:
+        log.warning("database_unavailable", error=type(error).__name__, path=request.url.path)
+        return unavailable("The database is not answering; retry shortly with the same key.").to_response()
+
+    for error_class in UNAVAILABLE_ERRORS:
+        app.add_exception_handler(error_class, database_unavailable)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, error: Exception) -> Response:
+        log.exception("internal_error", path=request.url.path)
+        return Problem(500, "internal_error", "An unexpected error; it has been logged.").to_response()
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    if app.openapi_schema is None:
+        document = get_openapi(title=app.title, version=app.version, summary=app.summary, routes=app.routes)
+        components = document.setdefault("components", {}).setdefault("schemas", {})
+        for model in REQUEST_SCHEMAS:
+            schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+            components.update(schema.pop("$defs", {}))
+            components[model.__name__] = schema
+        app.openapi_schema = orjson.loads(orjson.dumps(document))
+    return app.openapi_schema

@@ -1,0 +1,64 @@
+"""Reading a JSON request body: media type, size limit, strict parsing, then the pydantic model."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, TypeVar
+
+from fastapi import Request
+from pydantic import BaseModel, ValidationError
+
+from wallet.api.problems import Problem
+from wallet.idempotency import canonical_json
+
+BODY_SIZE_MAX = 64 * 1024
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+
+
+async def read_body(request: Request) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > BODY_SIZE_MAX:
+        raise Problem(413, "payload_too_large", f"Request bodies are limited to {BODY_SIZE_MAX} bytes.")
+    chunks = bytearray()
+    async for chunk in request.stream():
+        chunks += chunk
+        if len(chunks) > BODY_SIZE_MAX:
+            raise Problem(413, "payload_too_large", f"Request bodies are limited to {BODY_SIZE_MAX} bytes.")
+    return bytes(chunks)
+
+
+async def read_json(request: Request) -> Any:
+    """The parsed JSON body. Rejects other media types (415), big bodies (413) and anything that
+    is not strict UTF-8 JSON (400): NaN, Infinity, lone surrogates, nesting too deep."""
+    if _media_type(request) != "application/json":
+        raise Problem(415, "unsupported_media_type", "Send the request body as application/json.")
+    raw = await read_body(request)
+    try:
+        value = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+        canonical_json(value)  # every string must encode as UTF-8
+    except (ValueError, UnicodeError, RecursionError) as error:
+        raise Problem(400, "malformed_json", f"The request body is not valid JSON: {error}") from None
+    return value
+
+
+def validate(model: type[ModelT], value: Any) -> ModelT:
+    try:
+        return model.model_validate(value)
+    except ValidationError as error:
+        raise validation_problem(error) from None
+
+
+def validation_problem(error: ValidationError, location: str = "body") -> Problem:
+    errors = [
+        {"loc": [location, *error_detail["loc"]], "msg": error_detail["msg"]}
+        for error_detail in error.errors(include_url=False, include_input=False)
+    ]
+    return Problem(422, "validation_error", "The request is not valid.", errors=errors)

@@ -1,0 +1,86 @@
+"""Dependencies of the routes: the database, the caller's API key, the Idempotency-Key."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Annotated
+
+import asyncpg
+from fastapi import Depends, Header, Request
+
+from wallet import idempotency, keys
+from wallet.api.problems import Problem
+from wallet.config import Settings
+
+
+def settings_of(request: Request) -> Settings:
+    settings = request.app.state.settings
+    assert isinstance(settings, Settings)
+    return settings
+
+
+@asynccontextmanager
+async def connection(request: Request) -> AsyncIterator[asyncpg.Connection]:
+    """A pooled connection, waiting at most the configured acquire timeout for one."""
+    pool: asyncpg.Pool = request.app.state.pool
+    timeout_seconds = settings_of(request).timeout_ms_pool_acquire / 1000
+    async with pool.acquire(timeout=timeout_seconds) as pooled:
+        yield pooled
+
+
+def _bearer_secret(request: Request) -> str:
+    header = request.headers.get("authorization")
+    if header is None:
+        raise Problem(401, "unauthenticated", "Send an API key: Authorization: Bearer <key>.")
+    scheme, _, secret = header.partition(" ")
+    if scheme.lower() != "bearer" or not secret.strip():
+        raise Problem(401, "unauthenticated", "Send an API key: Authorization: Bearer <key>.")
+    return secret.strip()
+
+
+def require(scope: keys.Scope) -> Callable[[Request], Awaitable[keys.ApiKey]]:
+    async def authorised_key(request: Request) -> keys.ApiKey:
+        secret = _bearer_secret(request)
+        async with connection(request) as database:
+            api_key = await keys.authenticate(database, secret)
+        if api_key is None:
+            raise Problem(401, "unauthenticated", "The API key is unknown or revoked.")
+        if not api_key.allows(scope):
+            raise Problem(403, "forbidden", f"This API key lacks the {scope.value} scope.")
+        return api_key
+
+    return authorised_key
+
+
+def idempotency_key(
+    key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            description="1-255 printable ASCII characters; a retry with the same key replays.",
+        ),
+    ] = None,
+) -> str:
+    try:
+        return idempotency.check_key(key)
+    except idempotency.KeyMissing as error:
+        raise Problem(400, "idempotency_key_missing", str(error)) from None
+    except idempotency.KeyInvalid as error:
+        raise Problem(400, "idempotency_key_invalid", str(error)) from None
+
+
+def wallet_id_from_path(wallet_id: str) -> uuid.UUID:
+    """A wallet id in the path; anything that is not a UUID names no wallet (404)."""
+    try:
+        return uuid.UUID(wallet_id)
+    except ValueError:
+        raise Problem(404, "wallet_not_found", f"Wallet {wallet_id[:64]!r} does not exist.") from None
+
+
+Reader = Annotated[keys.ApiKey, Depends(require(keys.Scope.READ))]
+Writer = Annotated[keys.ApiKey, Depends(require(keys.Scope.WRITE))]
+Admin = Annotated[keys.ApiKey, Depends(require(keys.Scope.ADMIN))]
+IdempotencyKey = Annotated[str, Depends(idempotency_key)]
+WalletId = Annotated[uuid.UUID, Depends(wallet_id_from_path)]

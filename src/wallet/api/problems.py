@@ -1,0 +1,78 @@
+"""RFC 9457 problem responses: the one shape of every error this API returns."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from fastapi import Response
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+RETRY_AFTER_SECONDS = 1
+
+TITLES: dict[str, str] = {
+    "validation_error": "Validation error",
+    "malformed_json": "Malformed JSON",
+    "payload_too_large": "Payload too large",
+    "unsupported_media_type": "Unsupported media type",
+    "unauthenticated": "Unauthenticated",
+    "forbidden": "Forbidden",
+    "idempotency_key_missing": "Idempotency key missing",
+    "idempotency_key_invalid": "Idempotency key invalid",
+    "idempotency_key_reused": "Idempotency key reused",
+    "asset_not_found": "Asset not found",
+    "asset_conflict": "Asset conflict",
+    "wallet_not_found": "Wallet not found",
+    "transaction_not_found": "Transaction not found",
+    "insufficient_funds": "Insufficient funds",
+    "balance_limit_exceeded": "Balance limit exceeded",
+    "asset_mismatch": "Asset mismatch",
+    "same_wallet": "Same wallet",
+    "not_found": "Not found",
+    "method_not_allowed": "Method not allowed",
+    "unavailable": "Service unavailable",
+    "http_error": "HTTP error",
+    "internal_error": "Internal server error",
+}
+
+
+class Problem(Exception):
+    """Raised by routes and dependencies; rendered by the app's exception handler."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        detail: str,
+        errors: list[dict[str, Any]] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        assert code in TITLES, code
+        assert 400 <= status <= 599, status
+        super().__init__(detail)
+        self.status = status
+        self.code = code
+        self.detail = detail
+        self.errors = errors
+        self.headers = headers
+
+    def to_response(self) -> Response:
+        document: dict[str, Any] = {
+            "type": f"urn:wallet:problem:{self.code}",
+            "title": TITLES[self.code],
+            "status": self.status,
+            "detail": self.detail,
+            "code": self.code,
+        }
+        if self.errors is not None:
+            document["errors"] = self.errors
+        return Response(
+            orjson.dumps(document),
+            status_code=self.status,
+            media_type=PROBLEM_MEDIA_TYPE,
+            headers=self.headers,
+        )
+
+
+def unavailable(detail: str) -> Problem:
+    return Problem(503, "unavailable", detail, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})

@@ -1,0 +1,149 @@
+"""Request and response models. Requests are validated with them; responses are documented with
+them (the ledger renders Transaction documents itself, so replays are byte-identical)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from wallet.idempotency import canonical_json
+from wallet.ledger.limits import AMOUNT_MAX, AMOUNT_MIN
+
+METADATA_SIZE_MAX = 4096
+METADATA_DEPTH_MAX = 8
+# Printable text: no C0/C1 control characters, no DEL.
+TEXT_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]+$"
+
+Amount = Annotated[
+    int,
+    Field(strict=True, ge=AMOUNT_MIN, le=AMOUNT_MAX, description="Integer, smallest unit of the asset."),
+]
+OwnerId = Annotated[str, Field(min_length=1, max_length=128, pattern=TEXT_PATTERN)]
+AssetCode = Annotated[str, Field(pattern=r"^[A-Z][A-Z0-9_]{1,15}$")]
+Reference = Annotated[str, Field(min_length=1, max_length=128, pattern=TEXT_PATTERN)]
+
+
+def _depth(value: Any) -> int:
+    if isinstance(value, dict):
+        return 1 + max((_depth(item) for item in value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max((_depth(item) for item in value), default=0)
+    return 0
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AssetCreate(_Request):
+    code: AssetCode
+    name: Annotated[str, Field(min_length=1, max_length=128, pattern=TEXT_PATTERN)]
+
+
+class WalletCreate(_Request):
+    owner_id: OwnerId
+    asset: AssetCode
+
+
+class MovementRequest(_Request):
+    amount: Amount
+    reference: Reference | None = None
+    metadata: dict[str, Any] | None = Field(
+        default=None,
+        description=f"A JSON object of at most {METADATA_SIZE_MAX} bytes and {METADATA_DEPTH_MAX} levels.",
+    )
+
+    @field_validator("metadata")
+    @classmethod
+    def _metadata_limits(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is None:
+            return None
+        encoded = canonical_json(value)
+        if len(encoded) > METADATA_SIZE_MAX:
+            raise ValueError(f"metadata must be at most {METADATA_SIZE_MAX} bytes of JSON")
+        if _depth(value) > METADATA_DEPTH_MAX:
+            raise ValueError(f"metadata must nest at most {METADATA_DEPTH_MAX} levels")
+        if b"\\u0000" in encoded:
+            raise ValueError("metadata must not contain NUL characters")
+        return value
+
+
+class TransferRequest(MovementRequest):
+    from_wallet_id: uuid.UUID
+    to_wallet_id: uuid.UUID
+
+
+class Asset(BaseModel):
+    code: str
+    name: str
+    created_at: str
+
+
+class AssetList(BaseModel):
+    data: list[Asset]
+
+
+class Wallet(BaseModel):
+    id: uuid.UUID
+    owner_id: str
+    asset: str
+    balance: int
+    created_at: str
+    updated_at: str
+
+
+class WalletList(BaseModel):
+    data: list[Wallet]
+
+
+class Entry(BaseModel):
+    account_id: uuid.UUID
+    account: str = Field(description="A wallet id, or a system account such as `treasury:GOLD`.")
+    direction: Literal["debit", "credit"]
+    amount: int
+    balance_after: int | None = Field(description="For user wallets; null for system accounts.")
+
+
+class Transaction(BaseModel):
+    id: uuid.UUID
+    type: Literal["topup", "bonus", "spend", "transfer"]
+    asset: str
+    amount: int
+    wallet_id: uuid.UUID
+    balance_after: int
+    reference: str | None
+    metadata: dict[str, Any] | None
+    created_at: str
+    entries: list[Entry]
+
+
+class TransactionPage(BaseModel):
+    data: list[Transaction]
+    next_cursor: str | None
+
+
+class Verification(BaseModel):
+    ok: bool
+    accounts_checked: int
+    transactions_checked: int
+    problems: list[dict[str, Any]]
+
+
+class Health(BaseModel):
+    status: str
+
+
+class ProblemError(BaseModel):
+    loc: list[str | int]
+    msg: str
+
+
+class ProblemDocument(BaseModel):
+    type: str
+    title: str
+    status: int
+    detail: str
+    code: str
+    errors: list[ProblemError] | None = None

@@ -1,0 +1,221 @@
+"""The `wallet` command: serve, migrate, seed, manage API keys, verify the ledger."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from typing import Annotated, TypeVar
+
+import asyncpg
+import orjson
+import typer
+
+from wallet import idempotency, keys, logs, seed
+from wallet.config import ConfigurationError, Settings, load_settings
+from wallet.db import database, embedded, migrate
+from wallet.ledger import verify
+
+ResultT = TypeVar("ResultT")
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="Internal wallet service.")
+db_app = typer.Typer(no_args_is_help=True, help="Database schema and seed data.")
+keys_app = typer.Typer(no_args_is_help=True, help="API keys.")
+ledger_app = typer.Typer(no_args_is_help=True, help="The ledger.")
+idempotency_app = typer.Typer(no_args_is_help=True, help="Idempotency keys.")
+app.add_typer(db_app, name="db")
+app.add_typer(keys_app, name="keys")
+app.add_typer(ledger_app, name="ledger")
+app.add_typer(idempotency_app, name="idempotency")
+
+
+def fail(message: str, exit_code: int = 1) -> typer.Exit:
+    typer.echo(f"wallet: {message}", err=True)
+    return typer.Exit(exit_code)
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except ConfigurationError as error:
+        raise fail(str(error), 2) from None
+
+
+@contextmanager
+def _database_url(settings: Settings) -> Iterator[str]:
+    """The database to work on; starts the embedded server when no URL is configured."""
+    if settings.database_url is not None:
+        yield settings.database_url
+        return
+    try:
+        server = database.start_embedded(settings)
+    except embedded.EmbeddedPostgresError as error:
+        raise fail(f"embedded PostgreSQL did not start: {error}") from None
+    yield server.url()
+
+
+def _run(settings: Settings, task: Callable[[asyncpg.Connection], Awaitable[ResultT]]) -> ResultT:
+    async def main(url: str) -> ResultT:
+        async with database.connect(url) as connection:
+            return await task(connection)
+
+    with _database_url(settings) as url:
+        try:
+            return asyncio.run(main(url))
+        except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as error:
+            raise fail(f"cannot reach the database: {error}") from None
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Interface to listen on [WALLET_HOST].")] = None,
+    port: Annotated[int | None, typer.Option(min=1, max=65535, help="Port [WALLET_PORT].")] = None,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="Worker processes.")] = 1,
+) -> None:
+    """Run the API and the demo UI."""
+    import uvicorn
+
+    settings = _settings()
+    logs.configure(settings.log_level)
+    server: embedded.EmbeddedPostgres | None = None
+    if database.is_embedded(settings):
+        server = _prepare_embedded(settings)
+        os.environ["WALLET_DATABASE_URL"] = server.url()
+    else:
+        assert settings.database_url is not None
+        _check_migrated(settings.database_url)
+    bind_host, bind_port = host or settings.host, port or settings.port
+    typer.echo(f"wallet: serving on http://{bind_host}:{bind_port}/ (API docs at /docs)", err=True)
+    try:
+        uvicorn.run(
+            "wallet.api.app:create_app",
+            factory=True,
+            host=bind_host,
+            port=bind_port,
+            workers=workers,
+            loop="uvloop",
+            http="httptools",
+            log_level=settings.log_level,
+            access_log=False,
+            timeout_graceful_shutdown=10,
+        )
+    finally:
+        if server is not None:
+            server.stop()
+
+
+def _prepare_embedded(settings: Settings) -> embedded.EmbeddedPostgres:
+    try:
+        server = database.start_embedded(settings)
+    except embedded.EmbeddedPostgresError as error:
+        raise fail(f"embedded PostgreSQL did not start: {error}") from None
+    migrate.upgrade(server.url())
+
+    async def first_start(connection: asyncpg.Connection) -> str | None:
+        if await seed.is_empty(connection):
+            await seed.seed(connection)
+        if await connection.fetchval("SELECT EXISTS (SELECT FROM api_key)"):
+            return None
+        _, secret = await keys.create(connection, "admin", {keys.Scope.ADMIN})
+        return secret
+
+    async def main() -> str | None:
+        async with database.connect(server.url()) as connection:
+            return await first_start(connection)
+
+    secret = asyncio.run(main())
+    if secret is not None:
+        typer.echo(
+            f"wallet: first start: created the admin API key (shown once, keep it):\n{secret}", err=True
+        )
+    return server
+
+
+def _check_migrated(database_url: str) -> None:
+    async def revision(connection: asyncpg.Connection) -> str | None:
+        return await database.schema_revision(connection)
+
+    settings = _settings()
+    current = _run(settings.model_copy(update={"database_url": database_url}), revision)
+    if current != migrate.head_revision():
+        raise fail(
+            f"the database schema is at {current or 'nothing'}, not {migrate.head_revision()}: "
+            "run `wallet db migrate` first"
+        )
+
+
+@db_app.command("migrate")
+def db_migrate() -> None:
+    """Apply the migrations up to the newest."""
+    settings = _settings()
+    with _database_url(settings) as url:
+        migrate.upgrade(url)
+    typer.echo(f"migrated to {migrate.head_revision()}")
+
+
+@db_app.command("seed")
+def db_seed() -> None:
+    """Create assets GOLD and POINTS, their system accounts and demo wallets; safe to repeat."""
+    created = _run(_settings(), seed.seed)
+    typer.echo("\n".join(f"created {item}" for item in created) if created else "nothing to do")
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Option(help="A unique name for the key.")],
+    scope: Annotated[list[keys.Scope], typer.Option(help="Repeat for several scopes.")],
+) -> None:
+    """Create an API key; prints it once, alone on the last line."""
+    if not 1 <= len(name) <= keys.NAME_LENGTH_MAX or not name.isprintable():
+        raise fail(f"--name must be 1-{keys.NAME_LENGTH_MAX} printable characters", 2)
+    try:
+        api_key, secret = _run(_settings(), lambda connection: keys.create(connection, name, set(scope)))
+    except keys.KeyNameTaken as error:
+        raise fail(str(error)) from None
+    typer.echo(f"created API key {api_key.name} with scopes {', '.join(sorted(api_key.scopes))}")
+    typer.echo(secret)
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """List API keys (names and scopes; the keys themselves are never stored)."""
+    for api_key in _run(_settings(), keys.list_keys):
+        state = f"revoked {api_key.revoked_at:%Y-%m-%dT%H:%M:%SZ}" if api_key.revoked_at else "active"
+        typer.echo(f"{api_key.name}\t{','.join(sorted(api_key.scopes))}\t{state}")
+
+
+@keys_app.command("revoke")
+def keys_revoke(name: Annotated[str, typer.Argument(help="The key's name.")]) -> None:
+    """Revoke an API key by name; it stops working at once."""
+    try:
+        _run(_settings(), lambda connection: keys.revoke(connection, name))
+    except keys.KeyNotFound as error:
+        raise fail(str(error)) from None
+    typer.echo(f"revoked {name}")
+
+
+@ledger_app.command("verify")
+def ledger_verify() -> None:
+    """Check the ledger invariants; exit 1 when any does not hold."""
+    result = _run(_settings(), verify.verify)
+    typer.echo(orjson.dumps(result.to_document(), option=orjson.OPT_INDENT_2).decode())
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+@idempotency_app.command("purge")
+def idempotency_purge() -> None:
+    """Delete idempotency keys older than WALLET_IDEMPOTENCY_TTL_HOURS, in small batches."""
+    settings = _settings()
+    deleted = _run(settings, lambda connection: idempotency.purge(connection, settings.idempotency_ttl_hours))
+    typer.echo(f"purged {deleted} idempotency keys older than {settings.idempotency_ttl_hours} h")
+
+
+def main() -> None:
+    try:
+        app()
+    except ConfigurationError as error:
+        typer.echo(f"wallet: {error}", err=True)
+        sys.exit(2)

@@ -1,0 +1,59 @@
+"""Settings: the only place that reads the environment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ConfigurationError(Exception):
+    """A setting is missing or malformed; the message names it in one line."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="WALLET_", extra="ignore", frozen=True)
+
+    database_url: str | None = None
+    data_dir: Path = Path(".wallet-data")
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    idempotency_ttl_hours: int = Field(default=24, ge=24, le=24 * 365)
+
+    pool_size_min: int = Field(default=4, ge=1, le=200)
+    pool_size_max: int = Field(default=16, ge=1, le=200)
+    timeout_ms_pool_acquire: int = Field(default=2000, ge=10, le=60_000)
+    timeout_ms_statement: int = Field(default=5000, ge=10, le=600_000)
+    timeout_ms_lock: int = Field(default=3000, ge=10, le=600_000)
+    timeout_ms_connect: int = Field(default=3000, ge=10, le=60_000)
+    statement_cache_size: int = Field(default=256, ge=0, le=10_000)
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgresql_url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if not value.startswith(("postgresql://", "postgres://")):
+            raise ValueError("must be a postgresql:// URL")
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower_case(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
+
+def load_settings() -> Settings:
+    """Read the settings, turning a bad one into a one-line ConfigurationError naming it."""
+    try:
+        settings = Settings()
+    except ValidationError as error:
+        first = error.errors()[0]
+        name = "WALLET_" + str(first["loc"][0]).upper() if first["loc"] else "settings"
+        raise ConfigurationError(f"{name}: {first['msg']}") from None
+    if settings.pool_size_min > settings.pool_size_max:
+        raise ConfigurationError("WALLET_POOL_SIZE_MIN: must not exceed WALLET_POOL_SIZE_MAX")
+    return settings
