@@ -15,8 +15,9 @@ import typer
 
 from wallet import idempotency, keys, logs, seed
 from wallet.config import ConfigurationError, Settings, load_settings
-from wallet.db import database, embedded, migrate
+from wallet.db import database, embedded
 from wallet.ledger import verify
+from wallet.types import Connection
 
 ResultT = TypeVar("ResultT")
 
@@ -56,7 +57,7 @@ def _database_url(settings: Settings) -> Iterator[str]:
     yield server.url()
 
 
-def _run(settings: Settings, task: Callable[[asyncpg.Connection], Awaitable[ResultT]]) -> ResultT:
+def _run(settings: Settings, task: Callable[[Connection], Awaitable[ResultT]]) -> ResultT:
     async def main(url: str) -> ResultT:
         async with database.connect(url) as connection:
             return await task(connection)
@@ -111,9 +112,11 @@ def _prepare_embedded(settings: Settings) -> embedded.EmbeddedPostgres:
         server = database.start_embedded(settings)
     except embedded.EmbeddedPostgresError as error:
         raise fail(f"embedded PostgreSQL did not start: {error}") from None
+    from wallet.db import migrate
+
     migrate.upgrade(server.url())
 
-    async def first_start(connection: asyncpg.Connection) -> str | None:
+    async def first_start(connection: Connection) -> str | None:
         if await seed.is_empty(connection):
             await seed.seed(connection)
         if await connection.fetchval("SELECT EXISTS (SELECT FROM api_key)"):
@@ -134,7 +137,9 @@ def _prepare_embedded(settings: Settings) -> embedded.EmbeddedPostgres:
 
 
 def _check_migrated(database_url: str) -> None:
-    async def revision(connection: asyncpg.Connection) -> str | None:
+    from wallet.db import migrate
+
+    async def revision(connection: Connection) -> str | None:
         return await database.schema_revision(connection)
 
     settings = _settings()
@@ -149,6 +154,8 @@ def _check_migrated(database_url: str) -> None:
 @db_app.command("migrate")
 def db_migrate() -> None:
     """Apply the migrations up to the newest."""
+    from wallet.db import migrate
+
     settings = _settings()
     with _database_url(settings) as url:
         migrate.upgrade(url)

@@ -11,7 +11,7 @@ import json
 import re
 from typing import Any
 
-import asyncpg
+from wallet.types import Connection
 
 KEY_LENGTH_MAX = 255
 PURGE_BATCH_SIZE = 1000
@@ -52,7 +52,7 @@ def fingerprint(method: str, path: str, body: Any) -> bytes:
     return result
 
 
-async def purge(connection: asyncpg.Connection, ttl_hours: int, batch_size: int = PURGE_BATCH_SIZE) -> int:
+async def purge(connection: Connection, ttl_hours: int, batch_size: int = PURGE_BATCH_SIZE) -> int:
     """Delete keys older than the retention, in small batches that lock few rows at a time.
     Returns how many were deleted."""
     assert ttl_hours >= 24 and 1 <= batch_size <= 100_000
@@ -76,6 +76,7 @@ async def purge(connection: asyncpg.Connection, ttl_hours: int, batch_size: int 
             ttl_hours,
             batch_size,
         )
+        assert isinstance(deleted, int)
         deleted_total += deleted
         if deleted < batch_size:
             return deleted_total

@@ -13,6 +13,7 @@ from datetime import datetime
 import asyncpg
 
 from wallet._ids import uuid7
+from wallet.types import Connection
 
 KEY_PREFIX = "wk_"
 NAME_LENGTH_MAX = 64
@@ -58,7 +59,7 @@ def _api_key(row: asyncpg.Record) -> ApiKey:
     )
 
 
-async def create(connection: asyncpg.Connection, name: str, scopes: set[Scope]) -> tuple[ApiKey, str]:
+async def create(connection: Connection, name: str, scopes: set[Scope]) -> tuple[ApiKey, str]:
     """A new key; the secret is returned here once and never stored."""
     assert scopes and 1 <= len(name) <= NAME_LENGTH_MAX
     secret = KEY_PREFIX + secrets.token_urlsafe(32)
@@ -79,7 +80,7 @@ async def create(connection: asyncpg.Connection, name: str, scopes: set[Scope]) 
     return _api_key(row), secret
 
 
-async def authenticate(connection: asyncpg.Connection, secret: str) -> ApiKey | None:
+async def authenticate(connection: Connection, secret: str) -> ApiKey | None:
     """The live key whose hash matches, else None. The lookup is by hash, so the secret itself is
     never compared; the stored hash is compared again in constant time."""
     if not secret.startswith(KEY_PREFIX) or len(secret) > 128:
@@ -97,14 +98,14 @@ async def authenticate(connection: asyncpg.Connection, secret: str) -> ApiKey | 
     return _api_key(row)
 
 
-async def list_keys(connection: asyncpg.Connection) -> list[ApiKey]:
+async def list_keys(connection: Connection) -> list[ApiKey]:
     rows = await connection.fetch(
         "SELECT id, name, scopes, created_at, revoked_at FROM api_key ORDER BY created_at"
     )
     return [_api_key(row) for row in rows]
 
 
-async def revoke(connection: asyncpg.Connection, name: str) -> ApiKey:
+async def revoke(connection: Connection, name: str) -> ApiKey:
     row = await connection.fetchrow(
         """
         UPDATE api_key SET revoked_at = coalesce(revoked_at, now()) WHERE name = $1

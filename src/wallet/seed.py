@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import asyncpg
-
 from wallet.ledger import accounts
+from wallet.types import Connection
 
 ASSETS = (("GOLD", "Gold Coins"), ("POINTS", "Reward Points"))
 DEMO_OWNERS = ("demo-alice", "demo-bob")
 
 
-async def seed(connection: asyncpg.Connection) -> list[str]:
+async def seed(connection: Connection) -> list[str]:
     """Create what is missing; safe to run any number of times. Returns what it created."""
     created: list[str] = []
     for code, name in ASSETS:
@@ -25,5 +24,5 @@ async def seed(connection: asyncpg.Connection) -> list[str]:
     return created
 
 
-async def is_empty(connection: asyncpg.Connection) -> bool:
+async def is_empty(connection: Connection) -> bool:
     return not await connection.fetchval("SELECT EXISTS (SELECT FROM asset)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.resources
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -12,12 +13,13 @@ import orjson
 import structlog
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException
 
 from wallet.api import schemas
-from wallet.api.body import validation_problem
 from wallet.api.problems import Problem, unavailable
 from wallet.api.routes import router
 from wallet.config import Settings, load_settings
@@ -35,7 +37,7 @@ LEDGER_ERROR_STATUS = {
     "balance_limit_exceeded": 422,
 }
 # Errors that mean "the database is not answering right now": the client may retry.
-UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
+UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
     asyncpg.exceptions.PostgresConnectionError,
     asyncpg.exceptions.InterfaceError,
     asyncpg.exceptions.QueryCanceledError,
@@ -49,7 +51,12 @@ UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
     asyncio.TimeoutError,
 )
-REQUEST_SCHEMAS = (schemas.AssetCreate, schemas.WalletCreate, schemas.MovementRequest, schemas.TransferRequest)
+REQUEST_SCHEMAS = (
+    schemas.AssetCreate,
+    schemas.WalletCreate,
+    schemas.MovementRequest,
+    schemas.TransferRequest,
+)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -69,10 +76,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="1.0.0",
         summary="Double-entry ledger of virtual credits with idempotent money movements.",
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.head_revision = migrate.head_revision()
     _add_probes(app)
+    _add_docs(app)
     app.include_router(router)
     _add_error_handlers(app)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
@@ -84,7 +94,12 @@ def _add_probes(app: FastAPI) -> None:
     async def healthz() -> Response:
         return Response(b'{"status":"ok"}', media_type="application/json")
 
-    @app.get("/readyz", response_model=schemas.Health, tags=["probes"], responses={503: {"model": schemas.ProblemDocument}})
+    @app.get(
+        "/readyz",
+        response_model=schemas.Health,
+        tags=["probes"],
+        responses={503: {"model": schemas.ProblemDocument}},
+    )
     async def readyz(request: Request) -> Response:
         pool: asyncpg.Pool = request.app.state.pool
         timeout_seconds = request.app.state.settings.timeout_ms_pool_acquire / 1000
@@ -97,6 +112,22 @@ def _add_probes(app: FastAPI) -> None:
     @app.get("/metrics", tags=["probes"], response_class=Response)
     async def metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+def _add_docs(app: FastAPI) -> None:
+    """Swagger UI at /docs, its assets served by the service itself (no CDN)."""
+    assets = importlib.resources.files("fastapi_offline") / "static"
+    app.mount("/docs-assets", StaticFiles(directory=str(assets)), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> Response:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="wallet API",
+            swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+            swagger_css_url="/docs-assets/swagger-ui.css",
+            swagger_favicon_url="/docs-assets/favicon.png",
+        )
 
 
 def _add_error_handlers(app: FastAPI) -> None:

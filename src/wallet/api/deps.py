@@ -13,6 +13,7 @@ from fastapi import Depends, Header, Request
 from wallet import idempotency, keys
 from wallet.api.problems import Problem
 from wallet.config import Settings
+from wallet.types import Connection
 
 
 def settings_of(request: Request) -> Settings:
@@ -22,7 +23,7 @@ def settings_of(request: Request) -> Settings:
 
 
 @asynccontextmanager
-async def connection(request: Request) -> AsyncIterator[asyncpg.Connection]:
+async def connection(request: Request) -> AsyncIterator[Connection]:
     """A pooled connection, waiting at most the configured acquire timeout for one."""
     pool: asyncpg.Pool = request.app.state.pool
     timeout_seconds = settings_of(request).timeout_ms_pool_acquire / 1000

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Query, Request, Response
+from pydantic import BaseModel
 
 from wallet.api import schemas
 from wallet.api.body import read_json, validate
@@ -23,8 +24,7 @@ JSON_MEDIA_TYPE = "application/json"
 
 def _problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {
-        status: {"model": schemas.ProblemDocument, "content": {PROBLEM_MEDIA_TYPE: {}}}
-        for status in statuses
+        status: {"model": schemas.ProblemDocument, "content": {PROBLEM_MEDIA_TYPE: {}}} for status in statuses
     }
 
 
@@ -32,7 +32,7 @@ def _json(document: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(document), status_code=status, media_type=JSON_MEDIA_TYPE)
 
 
-def _body_schema(model: type[schemas.BaseModel]) -> dict[str, Any]:
+def _body_schema(model: type[BaseModel]) -> dict[str, Any]:
     reference = {"$ref": f"#/components/schemas/{model.__name__}"}
     return {"requestBody": {"required": True, "content": {JSON_MEDIA_TYPE: {"schema": reference}}}}
 
@@ -88,7 +88,9 @@ async def list_wallets(
     return _json({"data": [wallet.to_document() for wallet in wallets]})
 
 
-@router.get("/wallets/{wallet_id}", response_model=schemas.Wallet, responses={**_problems(404), **READ_PROBLEMS})
+@router.get(
+    "/wallets/{wallet_id}", response_model=schemas.Wallet, responses={**_problems(404), **READ_PROBLEMS}
+)
 async def get_wallet(request: Request, _: Reader, wallet_id: WalletId) -> Response:
     async with connection(request) as database:
         wallet = await accounts.get_wallet(database, wallet_id)
@@ -188,7 +190,9 @@ async def wallet_transactions(
             history.decode_cursor(cursor)
         except history.CursorInvalid as error:
             raise Problem(
-                422, "validation_error", "The request is not valid.",
+                422,
+                "validation_error",
+                "The request is not valid.",
                 errors=[{"loc": ["query", "cursor"], "msg": str(error)}],
             ) from None
     async with connection(request) as database:
@@ -207,7 +211,9 @@ async def get_transaction(request: Request, _: Reader, transaction_id: str) -> R
     try:
         parsed = uuid.UUID(transaction_id)
     except ValueError:
-        raise Problem(404, "transaction_not_found", f"Transaction {transaction_id[:64]!r} does not exist.") from None
+        raise Problem(
+            404, "transaction_not_found", f"Transaction {transaction_id[:64]!r} does not exist."
+        ) from None
     async with connection(request) as database:
         document = await history.get_transaction(database, parsed)
     return Response(document, media_type=JSON_MEDIA_TYPE)
@@ -218,4 +224,3 @@ async def ledger_verify(request: Request, _: Admin) -> Response:
     async with connection(request) as database:
         result = await verify.verify(database)
     return _json(result.to_document())
-

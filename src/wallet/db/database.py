@@ -9,6 +9,7 @@ import asyncpg
 
 from wallet.config import Settings
 from wallet.db import embedded
+from wallet.types import Connection
 
 TIMEOUT_SECONDS_CONNECT = 10.0
 
@@ -23,7 +24,7 @@ def start_embedded(settings: Settings) -> embedded.EmbeddedPostgres:
 
 
 @asynccontextmanager
-async def connect(database_url: str) -> AsyncIterator[asyncpg.Connection]:
+async def connect(database_url: str) -> AsyncIterator[Connection]:
     """One connection for a command-line task."""
     connection = await asyncpg.connect(database_url, timeout=TIMEOUT_SECONDS_CONNECT)
     try:
@@ -32,7 +33,7 @@ async def connect(database_url: str) -> AsyncIterator[asyncpg.Connection]:
         await connection.close()
 
 
-async def schema_revision(connection: asyncpg.Connection) -> str | None:
+async def schema_revision(connection: Connection) -> str | None:
     exists = await connection.fetchval("SELECT to_regclass('alembic_version') IS NOT NULL")
     if not exists:
         return None

@@ -12,6 +12,7 @@ import asyncpg
 from wallet._ids import uuid7
 from wallet.ledger.errors import AssetConflict, AssetNotFound, WalletNotFound
 from wallet.ledger.limits import SLOT_COUNT, SYSTEM_ACCOUNT_KINDS
+from wallet.types import Connection
 
 
 def timestamp_text(value: datetime) -> str:
@@ -54,12 +55,12 @@ def _wallet(row: asyncpg.Record) -> Wallet:
     return Wallet(**dict(row))
 
 
-async def list_assets(connection: asyncpg.Connection) -> list[Asset]:
+async def list_assets(connection: Connection) -> list[Asset]:
     rows = await connection.fetch("SELECT code, name, created_at FROM asset ORDER BY code")
     return [Asset(**dict(row)) for row in rows]
 
 
-async def create_asset(connection: asyncpg.Connection, code: str, name: str) -> tuple[Asset, bool]:
+async def create_asset(connection: Connection, code: str, name: str) -> tuple[Asset, bool]:
     """Create an asset and its system accounts with their slots. Returns (asset, created)."""
     async with connection.transaction(isolation="read_committed"):
         row = await connection.fetchrow(
@@ -83,11 +84,14 @@ async def create_asset(connection: asyncpg.Connection, code: str, name: str) -> 
         return Asset(**dict(row)), True
 
 
-async def _create_system_accounts(connection: asyncpg.Connection, asset: str) -> None:
+async def _create_system_accounts(connection: Connection, asset: str) -> None:
     account_ids = [uuid7() for _ in SYSTEM_ACCOUNT_KINDS]
     await connection.executemany(
         "INSERT INTO account (id, asset, kind) VALUES ($1, $2, $3)",
-        [(account_id, asset, kind) for account_id, kind in zip(account_ids, SYSTEM_ACCOUNT_KINDS)],
+        [
+            (account_id, asset, kind)
+            for account_id, kind in zip(account_ids, SYSTEM_ACCOUNT_KINDS, strict=True)
+        ],
     )
     await connection.execute(
         """
@@ -100,9 +104,7 @@ async def _create_system_accounts(connection: asyncpg.Connection, asset: str) ->
     )
 
 
-async def create_wallet(
-    connection: asyncpg.Connection, owner_id: str, asset: str
-) -> tuple[Wallet, bool]:
+async def create_wallet(connection: Connection, owner_id: str, asset: str) -> tuple[Wallet, bool]:
     """Create the owner's wallet for an asset, or return the existing one. Returns (wallet, created)."""
     row = await connection.fetchrow(
         """
@@ -120,7 +122,10 @@ async def create_wallet(
     # Either the asset is unknown or the wallet exists (perhaps committed by a concurrent request
     # after this statement's snapshot was taken): a new statement sees it.
     existing = await connection.fetchrow(
-        "SELECT id, owner_id, asset, balance, created_at, updated_at FROM account WHERE owner_id = $1 AND asset = $2",
+        """
+        SELECT id, owner_id, asset, balance, created_at, updated_at FROM account
+        WHERE owner_id = $1 AND asset = $2
+        """,
         owner_id,
         asset,
     )
@@ -129,17 +134,25 @@ async def create_wallet(
     raise AssetNotFound(f"Asset {asset} does not exist.")
 
 
-async def get_wallet(connection: asyncpg.Connection, wallet_id: uuid.UUID) -> Wallet:
+async def get_wallet(connection: Connection, wallet_id: uuid.UUID) -> Wallet:
     row = await connection.fetchrow(
-        "SELECT id, owner_id, asset, balance, created_at, updated_at FROM account WHERE id = $1 AND kind = 'user'", wallet_id
+        """
+        SELECT id, owner_id, asset, balance, created_at, updated_at FROM account
+        WHERE id = $1 AND kind = 'user'
+        """,
+        wallet_id,
     )
     if row is None:
         raise WalletNotFound(f"Wallet {wallet_id} does not exist.")
     return _wallet(row)
 
 
-async def list_wallets(connection: asyncpg.Connection, owner_id: str) -> list[Wallet]:
+async def list_wallets(connection: Connection, owner_id: str) -> list[Wallet]:
     rows = await connection.fetch(
-        "SELECT id, owner_id, asset, balance, created_at, updated_at FROM account WHERE owner_id = $1 ORDER BY asset", owner_id
+        """
+        SELECT id, owner_id, asset, balance, created_at, updated_at FROM account
+        WHERE owner_id = $1 ORDER BY asset
+        """,
+        owner_id,
     )
     return [_wallet(row) for row in rows]

@@ -7,10 +7,9 @@ import binascii
 import uuid
 from dataclasses import dataclass
 
-import asyncpg
-
 from wallet.ledger.errors import TransactionNotFound, WalletNotFound
 from wallet.ledger.limits import PAGE_SIZE_MAX
+from wallet.types import Connection
 
 CURSOR_PREFIX = "e1:"
 CURSOR_LENGTH_MAX = 64
@@ -48,7 +47,7 @@ class Page:
     next_cursor: str | None
 
 
-async def get_transaction(connection: asyncpg.Connection, transaction_id: uuid.UUID) -> str:
+async def get_transaction(connection: Connection, transaction_id: uuid.UUID) -> str:
     document = await connection.fetchval("SELECT ledger_transaction_document($1)", transaction_id)
     if document is None:
         raise TransactionNotFound(f"Transaction {transaction_id} does not exist.")
@@ -57,7 +56,7 @@ async def get_transaction(connection: asyncpg.Connection, transaction_id: uuid.U
 
 
 async def wallet_history(
-    connection: asyncpg.Connection, wallet_id: uuid.UUID, limit: int, cursor: str | None
+    connection: Connection, wallet_id: uuid.UUID, limit: int, cursor: str | None
 ) -> Page:
     """A page of the wallet's transactions, newest first. The cursor is the last entry id shown."""
     assert 1 <= limit <= PAGE_SIZE_MAX, limit

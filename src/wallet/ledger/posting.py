@@ -11,6 +11,7 @@ import asyncpg
 from wallet._ids import uuid7
 from wallet.ledger.errors import BalanceLimitExceeded
 from wallet.ledger.limits import AMOUNT_MAX, AMOUNT_MIN
+from wallet.types import Connection
 
 SQLSTATE_SYSTEM_ACCOUNT_FULL = "WL001"
 
@@ -48,7 +49,7 @@ class Outcome:
 
 
 async def post(
-    connection: asyncpg.Connection,
+    connection: Connection,
     movement: Movement,
     api_key_id: uuid.UUID,
     idempotency_key: str,

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import asyncpg
+from wallet.types import Connection
 
 PROBLEMS_MAX = 100
 
@@ -80,35 +80,43 @@ class Verification:
         }
 
 
-async def verify(connection: asyncpg.Connection) -> Verification:
+async def verify(connection: Connection) -> Verification:
     result = Verification()
     async with connection.transaction(isolation="repeatable_read", readonly=True):
         result.accounts_checked = await connection.fetchval("SELECT count(*) FROM account")
         result.transactions_checked = await connection.fetchval("SELECT count(*) FROM transaction")
         for row in await connection.fetch(UNBALANCED_TRANSACTIONS, PROBLEMS_MAX):
-            result.problems.append({
-                "invariant": 1,
-                "transaction_id": str(row["transaction_id"]),
-                "detail": f"debits {row['debits']}, credits {row['credits']}, amount {row['amount']}",
-            })
+            result.problems.append(
+                {
+                    "invariant": 1,
+                    "transaction_id": str(row["transaction_id"]),
+                    "detail": f"debits {row['debits']}, credits {row['credits']}, amount {row['amount']}",
+                }
+            )
         for row in await connection.fetch(ACCOUNT_MISMATCHES, PROBLEMS_MAX):
-            result.problems.append({
-                "invariant": 2,
-                "account_id": str(row["account_id"]),
-                "detail": f"{row['kind']} account of {row['asset']}: stored balance "
-                f"{row['stored']}, entries say {row['posted']}",
-            })
+            result.problems.append(
+                {
+                    "invariant": 2,
+                    "account_id": str(row["account_id"]),
+                    "detail": f"{row['kind']} account of {row['asset']}: stored balance "
+                    f"{row['stored']}, entries say {row['posted']}",
+                }
+            )
         for row in await connection.fetch(NEGATIVE_WALLETS, PROBLEMS_MAX):
-            result.problems.append({
-                "invariant": 3,
-                "account_id": str(row["account_id"]),
-                "detail": f"wallet balance is {row['balance']}",
-            })
+            result.problems.append(
+                {
+                    "invariant": 3,
+                    "account_id": str(row["account_id"]),
+                    "detail": f"wallet balance is {row['balance']}",
+                }
+            )
         for row in await connection.fetch(UNBALANCED_ASSETS):
-            result.problems.append({
-                "invariant": 4,
-                "asset": row["asset"],
-                "detail": f"balances of all {row['asset']} accounts sum to {row['total']}",
-            })
+            result.problems.append(
+                {
+                    "invariant": 4,
+                    "asset": row["asset"],
+                    "detail": f"balances of all {row['asset']} accounts sum to {row['total']}",
+                }
+            )
     del result.problems[PROBLEMS_MAX:]
     return result

@@ -1,0 +1,94 @@
+"""Fixtures: a PostgreSQL server (WALLET_TEST_DATABASE_URL, or an embedded one), fresh migrated
+databases on it, and a running `wallet serve` shared by the API tests."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+
+from support import Server, start_server, with_database
+from wallet.db import embedded, migrate
+
+TEMPLATE_DATABASE = f"wallet_test_template_{os.getpid()}"
+
+
+@pytest.fixture(scope="session")
+def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """URL of a maintenance database on the PostgreSQL server the tests use."""
+    external = os.environ.get("WALLET_TEST_DATABASE_URL")
+    if external:
+        yield external
+        return
+    server = embedded.start(tmp_path_factory.mktemp("embedded-postgres"))
+    try:
+        yield server.url("postgres")
+    finally:
+        server.stop()
+
+
+def _psql(server_url: str, statement: str) -> None:
+    """Run one maintenance statement (CREATE/DROP DATABASE) outside a transaction."""
+
+    async def run() -> None:
+        connection = await asyncpg.connect(server_url, timeout=10)
+        try:
+            await connection.execute(statement)
+        finally:
+            await connection.close()
+
+    asyncio.run(run())
+
+
+@pytest.fixture(scope="session")
+def create_database(server_url: str) -> Iterator[Callable[[], str]]:
+    """Makes a new, migrated, empty database (a copy of a template migrated once); dropped at the end."""
+    _psql(server_url, f"CREATE DATABASE {TEMPLATE_DATABASE}")
+    migrate.upgrade(with_database(server_url, TEMPLATE_DATABASE))
+    created: list[str] = []
+
+    def create() -> str:
+        name = f"wallet_test_{uuid.uuid4().hex[:16]}"
+        _psql(server_url, f"CREATE DATABASE {name} TEMPLATE {TEMPLATE_DATABASE}")
+        created.append(name)
+        return with_database(server_url, name)
+
+    yield create
+    for name in [*created, TEMPLATE_DATABASE]:
+        _psql(server_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture(scope="session")
+def seeded_database(create_database: Callable[[], str]) -> str:
+    from support import wallet_command
+
+    url = create_database()
+    wallet_command("db", "seed", database_url=url)
+    return url
+
+
+@pytest.fixture(scope="session")
+def server(seeded_database: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One `wallet serve` for the API tests; each test makes its own wallets."""
+    running = start_server(seeded_database, tmp_path_factory.mktemp("server") / "server.log")
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture
+def client(server: Server) -> Iterator[httpx.Client]:
+    with server.client() as admin_client:
+        yield admin_client
+
+
+@pytest.fixture
+def log_dir(tmp_path: Path) -> Path:
+    return tmp_path

@@ -1,0 +1,150 @@
+"""Shared test helpers: database URLs, the `wallet` command, a running server."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.parse
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+WALLET = str(Path(sys.executable).with_name("wallet"))
+SERVER_START_TIMEOUT_SECONDS = 30.0
+
+
+def with_database(url: str, database: str) -> str:
+    parts = urllib.parse.urlsplit(url)
+    return urllib.parse.urlunsplit(parts._replace(path="/" + database))
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def wallet_command(
+    *args: str, database_url: str, check: bool = True, extra_env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "WALLET_DATABASE_URL": database_url, **(extra_env or {})}
+    result = subprocess.run(
+        [WALLET, *args], env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"wallet {' '.join(args)} failed ({result.returncode}):\n{result.stderr}")
+    return result
+
+
+def create_key(database_url: str, *scopes: str, name: str | None = None) -> str:
+    arguments = ["keys", "create", "--name", name or f"key-{uuid.uuid4().hex[:12]}"]
+    for scope in scopes:
+        arguments += ["--scope", scope]
+    output = wallet_command(*arguments, database_url=database_url).stdout
+    return output.strip().splitlines()[-1]
+
+
+@dataclass
+class Server:
+    """A `wallet serve` process on 127.0.0.1 against one database."""
+
+    database_url: str
+    port: int
+    process: subprocess.Popen[bytes]
+    admin_key: str
+    log_path: Path
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def client(self, key: str | None = None, **options: Any) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {key or self.admin_key}"}
+        return httpx.Client(base_url=self.base_url, headers=headers, timeout=30.0, **options)
+
+    def async_client(self, key: str | None = None, **options: Any) -> httpx.AsyncClient:
+        headers = {"Authorization": f"Bearer {key or self.admin_key}"}
+        limits = httpx.Limits(max_connections=400, max_keepalive_connections=400)
+        return httpx.AsyncClient(
+            base_url=self.base_url, headers=headers, timeout=60.0, limits=limits, **options
+        )
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=5)
+
+
+def start_server(database_url: str, log_path: Path, env: dict[str, str] | None = None) -> Server:
+    """Start `wallet serve` on a free port and wait until /readyz answers 200."""
+    admin_key = create_key(database_url, "admin")
+    port = free_port()
+    environment = {
+        **os.environ,
+        "WALLET_DATABASE_URL": database_url,
+        "WALLET_TIMEOUT_MS_POOL_ACQUIRE": "10000",
+        "WALLET_TIMEOUT_MS_STATEMENT": "30000",
+        "WALLET_TIMEOUT_MS_LOCK": "20000",
+        **(env or {}),
+    }
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [WALLET, "serve", "--port", str(port)], env=environment, stdout=log, stderr=subprocess.STDOUT
+        )
+    server = Server(database_url, port, process, admin_key, log_path)
+    deadline = time.monotonic() + SERVER_START_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"wallet serve exited early:\n{log_path.read_text()}")
+        try:
+            if httpx.get(f"{server.base_url}/readyz", timeout=1.0).status_code == 200:
+                return server
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    server.stop()
+    raise AssertionError(f"wallet serve did not become ready:\n{log_path.read_text()}")
+
+
+def new_wallet(client: httpx.Client, asset: str = "GOLD", owner_id: str | None = None) -> str:
+    response = client.post(
+        "/v1/wallets", json={"owner_id": owner_id or f"user-{uuid.uuid4()}", "asset": asset}
+    )
+    assert response.status_code == 201, response.text
+    wallet_id: str = response.json()["id"]
+    return wallet_id
+
+
+def topup(client: httpx.Client, wallet_id: str, amount: int, key: str | None = None) -> httpx.Response:
+    return client.post(
+        f"/v1/wallets/{wallet_id}/topup",
+        json={"amount": amount},
+        headers={"Idempotency-Key": key or str(uuid.uuid4())},
+    )
+
+
+def balance(client: httpx.Client, wallet_id: str) -> int:
+    response = client.get(f"/v1/wallets/{wallet_id}")
+    assert response.status_code == 200, response.text
+    value: int = response.json()["balance"]
+    return value
+
+
+def assert_ledger_ok(client: httpx.Client) -> dict[str, Any]:
+    response = client.get("/v1/ledger/verify")
+    assert response.status_code == 200, response.text
+    document: dict[str, Any] = response.json()
+    assert document["ok"], document["problems"]
+    return document

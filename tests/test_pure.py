@@ -1,0 +1,110 @@
+"""Unit tests of the pure parts: amount validation, request fingerprint, cursor encoding, ids."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from wallet._ids import uuid7
+from wallet.api.schemas import MovementRequest
+from wallet.idempotency import KeyInvalid, KeyMissing, canonical_json, check_key, fingerprint
+from wallet.ledger.history import CursorInvalid, decode_cursor, encode_cursor
+
+
+@pytest.mark.parametrize(
+    "amount",
+    [10.5, 10.0, "10", True, False, None, 0, -5, 1e30, 10**15 + 1, 10**40, [], {}],
+    ids=repr,
+)
+def test_amount_forms_are_rejected(amount: Any) -> None:
+    with pytest.raises(ValidationError):
+        MovementRequest.model_validate({"amount": amount})
+
+
+@pytest.mark.parametrize("amount", [1, 2, 10**15])
+def test_amount_bounds_are_accepted(amount: int) -> None:
+    assert MovementRequest.model_validate({"amount": amount}).amount == amount
+
+
+def test_metadata_over_four_kib_is_rejected() -> None:
+    with pytest.raises(ValidationError, match="4096"):
+        MovementRequest.model_validate({"amount": 1, "metadata": {"note": "x" * 4100}})
+
+
+def test_metadata_nested_nine_levels_is_rejected() -> None:
+    nested: dict[str, Any] = {}
+    for _ in range(9):
+        nested = {"a": nested}
+    with pytest.raises(ValidationError, match="nest"):
+        MovementRequest.model_validate({"amount": 1, "metadata": nested})
+
+
+def test_fingerprint_ignores_key_order_and_whitespace() -> None:
+    first = fingerprint("POST", "/v1/transfers", {"amount": 5, "to": "b", "from": "a"})
+    second = fingerprint("POST", "/v1/transfers", {"from": "a", "to": "b", "amount": 5})
+    assert first == second
+    assert len(first) == 32
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("POST", "/v1/wallets/x/spend", {"amount": 5}),
+        ("POST", "/v1/wallets/y/topup", {"amount": 5}),
+        ("POST", "/v1/wallets/x/topup", {"amount": 6}),
+        ("POST", "/v1/wallets/x/topup", {"amount": 5, "reference": "r"}),
+    ],
+)
+def test_fingerprint_differs_for_a_different_request(method: str, path: str, body: Any) -> None:
+    assert fingerprint(method, path, body) != fingerprint("POST", "/v1/wallets/x/topup", {"amount": 5})
+
+
+def test_canonical_json_is_compact_and_sorted() -> None:
+    assert (
+        canonical_json({"b": 1, "a": [1, {"d": 2, "c": "é"}]}) == '{"a":[1,{"c":"é","d":2}],"b":1}'.encode()
+    )
+
+
+@pytest.mark.parametrize("key", ["a", "x" * 255, "order-17:retry", " ~!"])
+def test_printable_keys_are_accepted(key: str) -> None:
+    assert check_key(key) == key
+
+
+@pytest.mark.parametrize("key", ["", "x" * 256, "tab\there", "é", "del\x7f"])
+def test_other_keys_are_invalid(key: str) -> None:
+    with pytest.raises(KeyInvalid):
+        check_key(key)
+
+
+def test_absent_key_is_missing() -> None:
+    with pytest.raises(KeyMissing):
+        check_key(None)
+
+
+@pytest.mark.parametrize("entry_id", [1, 42, 2**63 - 1])
+def test_cursor_round_trips(entry_id: int) -> None:
+    cursor = encode_cursor(entry_id)
+    assert cursor.isascii() and "=" not in cursor
+    assert decode_cursor(cursor) == entry_id
+
+
+@pytest.mark.parametrize(
+    "cursor", ["", "abc", "!!!!", encode_cursor(5)[:-1] + "*", "x" * 65, "ZTE6LTE", "ZTE6MA"]
+)
+def test_foreign_cursors_are_invalid(cursor: str) -> None:
+    with pytest.raises(CursorInvalid):
+        decode_cursor(cursor)
+
+
+def test_uuid7_is_time_ordered_version_seven() -> None:
+    first = uuid7()
+    time.sleep(0.002)
+    second = uuid7()
+    assert first.version == 7 and second.version == 7
+    assert first.variant == uuid.RFC_4122
+    assert first < second
+    assert abs((first.int >> 80) - time.time_ns() // 1_000_000) < 5_000
