@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,17 +22,23 @@ TEMPLATE_DATABASE = f"wallet_test_template_{os.getpid()}"
 
 
 @pytest.fixture(scope="session")
-def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """URL of a maintenance database on the PostgreSQL server the tests use."""
+def server_url() -> Iterator[str]:
+    """URL of a maintenance database on the PostgreSQL server the tests use.
+
+    The embedded cluster lives in a directory of its own under /tmp, not under pytest's
+    tmp_path: pytest makes its base directory private (0700) at each start, which would lock
+    the server's system user out when the tests run as root."""
     external = os.environ.get("WALLET_TEST_DATABASE_URL")
     if external:
         yield external
         return
-    server = embedded.start(tmp_path_factory.mktemp("embedded-postgres"))
+    data_dir = Path(tempfile.mkdtemp(prefix="wallet-test-postgres-"))
+    server = embedded.start(data_dir)
     try:
         yield server.url("postgres")
     finally:
         server.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 def _psql(server_url: str, statement: str) -> None:

@@ -73,9 +73,8 @@ class Server:
     def async_client(self, key: str | None = None, **options: Any) -> httpx.AsyncClient:
         headers = {"Authorization": f"Bearer {key or self.admin_key}"}
         limits = httpx.Limits(max_connections=400, max_keepalive_connections=400)
-        return httpx.AsyncClient(
-            base_url=self.base_url, headers=headers, timeout=60.0, limits=limits, **options
-        )
+        options.setdefault("timeout", 60.0)
+        return httpx.AsyncClient(base_url=self.base_url, headers=headers, limits=limits, **options)
 
     def stop(self) -> None:
         if self.process.poll() is None:

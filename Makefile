@@ -1,0 +1,54 @@
+.POSIX:
+# Development tasks. Needs only python3 (3.11), pip and make; uv is installed with pip
+# when it is missing. Recipes run in bash.
+
+SHELL = /bin/bash
+PYTHON = python3
+VENV = .venv
+# PYTEST_ARGS (make variable or environment variable) is passed on to pytest by `make test`.
+
+# Sets the shell variable `uv` to a runnable uv: the one on PATH, else one installed with
+# pip (run as "python3 -m uv" when pip put its script somewhere outside PATH).
+FIND_UV = if command -v uv >/dev/null 2>&1; then uv=uv; else \
+	$(PYTHON) -m pip install --quiet uv; \
+	if command -v uv >/dev/null 2>&1; then uv=uv; else uv="$(PYTHON) -m uv"; fi; \
+	fi
+
+.PHONY: venv run test lint lock clean
+
+venv: $(VENV)/.installed
+
+# (Re)creates the environment when it is missing or not Python 3.11, then makes it match
+# the lock files exactly and installs the project itself in editable mode.
+$(VENV)/.installed: requirements-dev.lock requirements.lock pyproject.toml
+	set -e; $(FIND_UV); \
+	if ! $(VENV)/bin/python -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/null; then \
+		$$uv venv --clear $(VENV) --python $(PYTHON); \
+	fi; \
+	$$uv pip sync --python $(VENV)/bin/python requirements-dev.lock; \
+	$$uv pip install --python $(VENV)/bin/python --no-deps -e .; \
+	touch $@
+
+run: venv
+	$(VENV)/bin/wallet serve
+
+test: venv
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+lint: venv
+	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/mypy src
+
+# Runtime dependencies first: requirements-dev.in includes requirements.lock.
+lock:
+	set -e; $(FIND_UV); \
+	$$uv pip compile --quiet pyproject.toml --generate-hashes --python-version 3.11 --no-emit-index-url \
+		-o requirements.lock; \
+	$$uv pip compile --quiet requirements-dev.in --generate-hashes --python-version 3.11 --no-emit-index-url \
+		-o requirements-dev.lock
+
+# Keeps .wallet-data (the local database).
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis build dist
+	find . -path ./.wallet-data -prune -o -path ./.git -prune -o \
+		\( -name __pycache__ -o -name '*.egg-info' \) -type d -prune -exec rm -rf {} +
