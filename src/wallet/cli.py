@@ -54,7 +54,11 @@ def _database_url(settings: Settings) -> Iterator[str]:
         server = database.start_embedded(settings)
     except embedded.EmbeddedPostgresError as error:
         raise fail(f"embedded PostgreSQL did not start: {error}") from None
-    yield server.url()
+    try:
+        yield server.url()
+    finally:
+        if server.started:
+            server.stop()
 
 
 def _run(settings: Settings, task: Callable[[Connection], Awaitable[ResultT]]) -> ResultT:
@@ -103,7 +107,7 @@ def serve(
             timeout_graceful_shutdown=10,
         )
     finally:
-        if server is not None:
+        if server is not None and server.started:
             server.stop()
 
 

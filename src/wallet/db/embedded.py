@@ -35,6 +35,7 @@ import time
 import urllib.parse
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,6 +94,9 @@ class EmbeddedPostgres:
 
     data_dir: Path
     socket_dir: Path
+    # Whether the start() that made this handle started the server (rather than finding it
+    # running): only its starter should stop a server that others may be using.
+    started: bool = False
 
     def url(self, database: str = "wallet") -> str:
         """Connection URL for `database` over the Unix socket (libpq, psycopg, asyncpg)."""
@@ -133,7 +137,7 @@ def start(
         server = _running_server(cluster_dir, deadline)
         if server is None:
             _prepare_cluster(cluster_dir, account)
-            server = _start_server(cluster_dir, account, deadline)
+            server = dataclasses.replace(_start_server(cluster_dir, account, deadline), started=True)
         _create_database(server, database, account)
     return server
 
