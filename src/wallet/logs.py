@@ -13,6 +13,7 @@ LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNI
 def configure(level_name: str) -> None:
     level = LEVELS[level_name]
     logging.basicConfig(level=level, stream=sys.stderr, format="%(message)s")
+    logging.getLogger("alembic").setLevel(max(level, logging.WARNING))
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

@@ -31,13 +31,16 @@ async def connection(request: Request) -> AsyncIterator[Connection]:
         yield pooled
 
 
+CHALLENGE = {"WWW-Authenticate": 'Bearer realm="wallet"'}
+
+
 def _bearer_secret(request: Request) -> str:
     header = request.headers.get("authorization")
-    if header is None:
-        raise Problem(401, "unauthenticated", "Send an API key: Authorization: Bearer <key>.")
-    scheme, _, secret = header.partition(" ")
+    scheme, _, secret = (header or "").partition(" ")
     if scheme.lower() != "bearer" or not secret.strip():
-        raise Problem(401, "unauthenticated", "Send an API key: Authorization: Bearer <key>.")
+        raise Problem(
+            401, "unauthenticated", "Send an API key: Authorization: Bearer <key>.", headers=CHALLENGE
+        )
     return secret.strip()
 
 
@@ -47,7 +50,7 @@ def require(scope: keys.Scope) -> Callable[[Request], Awaitable[keys.ApiKey]]:
         async with connection(request) as database:
             api_key = await keys.authenticate(database, secret)
         if api_key is None:
-            raise Problem(401, "unauthenticated", "The API key is unknown or revoked.")
+            raise Problem(401, "unauthenticated", "The API key is unknown or revoked.", headers=CHALLENGE)
         if not api_key.allows(scope):
             raise Problem(403, "forbidden", f"This API key lacks the {scope.value} scope.")
         return api_key

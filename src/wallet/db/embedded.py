@@ -21,6 +21,7 @@ system user ``wallet-postgres``, created on first use.
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import hashlib
 import importlib.util
@@ -35,7 +36,6 @@ import time
 import urllib.parse
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -96,7 +96,7 @@ class EmbeddedPostgres:
     socket_dir: Path
     # Whether the start() that made this handle started the server (rather than finding it
     # running): only its starter should stop a server that others may be using.
-    started: bool = False
+    started: bool = dataclasses.field(default=False, compare=False)
 
     def url(self, database: str = "wallet") -> str:
         """Connection URL for `database` over the Unix socket (libpq, psycopg, asyncpg)."""

@@ -1,0 +1,348 @@
+"""A model-based test of the money movements: Hypothesis drives the real service with random
+top-ups, bonuses, spends and transfers, replays and misuses of Idempotency-Keys, and invalid
+amounts, and after every step compares it with a small in-memory model (a dict of balances) and
+the ledger invariants."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    Bundle,
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    multiple,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
+
+from support import Server, assert_ledger_ok
+
+ASSETS = ("GOLD", "POINTS")
+JSON_MEDIA_TYPE = "application/json"
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+# Responses the contract says are stored for replay: successes and these business declines.
+STORED_DECLINES = frozenset(
+    {"insufficient_funds", "balance_limit_exceeded", "asset_mismatch", "wallet_not_found"}
+)
+# Amounts the contract rejects with 422 validation_error (a sample of its list).
+INVALID_AMOUNTS: tuple[Any, ...] = (0, "5", -5, 10.5, True, None)
+CREDITED_AMOUNTS = st.integers(1, 1000)
+SPENT_AMOUNTS = st.integers(1, 1200)
+SHARED_AMOUNTS = st.integers(1, 300)
+WALLETS_MAX = 6
+# GET /v1/ledger/verify after every this many steps (it is fast enough on the test database).
+VERIFY_EVERY_STEPS = 1
+MODEL_SETTINGS = settings(
+    max_examples=35,
+    stateful_step_count=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+
+Outcome = tuple[int, str]  # (status, problem code), code "" for a 201
+CREATED: Outcome = (201, "")
+
+
+@dataclass(frozen=True)
+class SentRequest:
+    """A money-moving request whose response the service stored under its Idempotency-Key."""
+
+    method: str
+    path: str
+    body: dict[str, Any]
+    status: int
+    content: bytes
+    wallet_ids: tuple[str, ...]
+
+
+def new_key() -> str:
+    return f"model-{uuid.uuid4()}"
+
+
+def problem_code(response: httpx.Response) -> str:
+    if response.status_code < 400:
+        return ""
+    assert response.headers["content-type"] == PROBLEM_MEDIA_TYPE, response.headers
+    document = response.json()
+    assert document["status"] == response.status_code, document
+    code: str = document["code"]
+    return code
+
+
+class WalletMachine(RuleBasedStateMachine):
+    """The model: `balances` (wallet id -> balance), `assets` (wallet id -> asset) and `sent`
+    (Idempotency-Key -> the stored request and response, for retries)."""
+
+    wallets = Bundle("wallets")
+    sent_keys = Bundle("sent_keys")
+
+    def __init__(self, server: Server) -> None:
+        super().__init__()
+        self.client = server.client()
+        self.balances: dict[str, int] = {}
+        self.assets: dict[str, str] = {}
+        self.sent: dict[str, SentRequest] = {}
+        self.steps = 0
+
+    def teardown(self) -> None:
+        self.client.close()
+
+    # Helpers.
+
+    def _create_wallet(self, asset: str) -> str:
+        response = self.client.post("/v1/wallets", json={"owner_id": f"model-{uuid.uuid4()}", "asset": asset})
+        assert response.status_code == 201, response.text
+        document = response.json()
+        assert document["asset"] == asset and document["balance"] == 0, document
+        wallet_id: str = document["id"]
+        self.balances[wallet_id] = 0
+        self.assets[wallet_id] = asset
+        return wallet_id
+
+    def _server_balances(self, wallet_ids: tuple[str, ...]) -> dict[str, int]:
+        balances: dict[str, int] = {}
+        for wallet_id in wallet_ids:
+            response = self.client.get(f"/v1/wallets/{wallet_id}")
+            assert response.status_code == 200, response.text
+            balances[wallet_id] = response.json()["balance"]
+        return balances
+
+    def _model_balances(self, wallet_ids: tuple[str, ...]) -> dict[str, int]:
+        return {wallet_id: self.balances[wallet_id] for wallet_id in wallet_ids}
+
+    def _expected_outcomes(self, debited: str | None, credited: str | None, amount: int) -> set[Outcome]:
+        """What the contract allows for this movement, given the model. When several declines
+        apply at once (the contract does not order them), any of them is accepted."""
+        if debited is not None and debited == credited:
+            return {(422, "same_wallet")}
+        declines: set[Outcome] = set()
+        if debited is not None and credited is not None and self.assets[debited] != self.assets[credited]:
+            declines.add((422, "asset_mismatch"))
+        if debited is not None and self.balances[debited] < amount:
+            declines.add((409, "insufficient_funds"))
+        return declines or {CREATED}
+
+    def _check_transaction(
+        self, document: dict[str, Any], kind: str, debited: str | None, credited: str | None, amount: int
+    ) -> None:
+        """The Transaction of a 201 against the model, already updated."""
+        asset = self.assets[debited or credited or ""]
+        wallet_id = debited or credited
+        assert wallet_id is not None
+        assert document["type"] == kind, document
+        assert document["asset"] == asset, document
+        assert document["amount"] == amount, document
+        assert document["wallet_id"] == wallet_id, document
+        assert document["balance_after"] == self.balances[wallet_id], document
+        system_kind = {"topup": "treasury", "bonus": "bonus", "spend": "revenue"}.get(kind)
+        system = f"{system_kind}:{asset}"
+        entries = {entry["direction"]: entry for entry in document["entries"]}
+        assert len(document["entries"]) == 2 and set(entries) == {"debit", "credit"}, document
+        for direction, wallet in (("debit", debited), ("credit", credited)):
+            entry = entries[direction]
+            assert entry["amount"] == amount, document
+            if wallet is None:
+                assert entry["account"] == system and entry["balance_after"] is None, document
+            else:
+                assert entry["account"] == wallet and entry["account_id"] == wallet, document
+                assert entry["balance_after"] == self.balances[wallet], document
+
+    def _move(
+        self,
+        kind: str,
+        path: str,
+        body: dict[str, Any],
+        debited: str | None,
+        credited: str | None,
+        key: str | None = None,
+    ) -> str | None:
+        """Send one money movement with a fresh (or given, unclaimed) key, check it against the
+        model, update the model. Returns the key when the service stored the response."""
+        amount: int = body["amount"]
+        involved = tuple(dict.fromkeys(wallet for wallet in (debited, credited) if wallet is not None))
+        expected = self._expected_outcomes(debited, credited, amount)
+        key = key or new_key()
+        before = self._server_balances(involved)
+        response = self.client.post(path, json=body, headers={"Idempotency-Key": key})
+        after = self._server_balances(involved)
+        outcome = (response.status_code, problem_code(response))
+        assert outcome in expected, f"expected one of {expected}, got {response.status_code}: {response.text}"
+        assert "Idempotent-Replayed" not in response.headers, response.headers
+        if outcome == CREATED:
+            assert response.headers["content-type"] == JSON_MEDIA_TYPE, response.headers
+            if debited is not None:
+                self.balances[debited] -= amount
+            if credited is not None:
+                self.balances[credited] += amount
+            self._check_transaction(response.json(), kind, debited, credited, amount)
+        else:
+            assert after == before, f"{outcome} changed balances {before} -> {after}"
+        assert after == self._model_balances(involved), response.text
+        if outcome == CREATED or outcome[1] in STORED_DECLINES:
+            self.sent[key] = SentRequest("POST", path, body, response.status_code, response.content, involved)
+            return key
+        return None
+
+    @staticmethod
+    def _movement_request(
+        kind: str, wallet: str, other: str, amount: Any
+    ) -> tuple[str, dict[str, Any], str | None, str | None]:
+        """(path, body, debited wallet, credited wallet) of a movement of `kind`."""
+        if kind == "transfer":
+            body = {"from_wallet_id": wallet, "to_wallet_id": other, "amount": amount}
+            return "/v1/transfers", body, wallet, other
+        path = f"/v1/wallets/{wallet}/{kind}"
+        if kind == "spend":
+            return path, {"amount": amount}, wallet, None
+        return path, {"amount": amount}, None, wallet
+
+    # Wallets.
+
+    @initialize(target=wallets, funds=st.lists(st.integers(0, 3000), min_size=4, max_size=4))
+    def start_with_two_funded_wallets_of_each_asset(self, funds: list[int]) -> Any:
+        """Two GOLD and two POINTS wallets, topped up with `funds` (0: not topped up), so that
+        spends and transfers go through often, not only their declines."""
+        wallet_ids = [self._create_wallet(asset) for asset in ASSETS for _ in range(2)]
+        for wallet_id, amount in zip(wallet_ids, funds, strict=True):
+            if amount:
+                path, body, debited, credited = self._movement_request("topup", wallet_id, wallet_id, amount)
+                self._move("topup", path, body, debited, credited)
+        return multiple(*wallet_ids)
+
+    @precondition(lambda self: len(self.balances) < WALLETS_MAX)
+    @rule(target=wallets, asset=st.sampled_from(ASSETS))
+    def create_wallet(self, asset: str) -> str:
+        return self._create_wallet(asset)
+
+    # Money movements.
+
+    @rule(
+        target=sent_keys,
+        wallet=wallets,
+        kind=st.sampled_from(["topup", "bonus"]),
+        amount=CREDITED_AMOUNTS,
+    )
+    def credit(self, wallet: str, kind: str, amount: int) -> Any:
+        path, body, debited, credited = self._movement_request(kind, wallet, wallet, amount)
+        key = self._move(kind, path, body, debited, credited)
+        return multiple() if key is None else key
+
+    @rule(target=sent_keys, wallet=wallets, amount=SPENT_AMOUNTS)
+    def spend(self, wallet: str, amount: int) -> Any:
+        path, body, debited, credited = self._movement_request("spend", wallet, wallet, amount)
+        key = self._move("spend", path, body, debited, credited)
+        return multiple() if key is None else key
+
+    @rule(target=sent_keys, sender=wallets, receiver=wallets, amount=SPENT_AMOUNTS)
+    def transfer(self, sender: str, receiver: str, amount: int) -> Any:
+        """Any two wallets: moves when they differ and hold one asset, else 422 (asset_mismatch
+        or same_wallet) or 409 insufficient_funds."""
+        path, body, debited, credited = self._movement_request("transfer", sender, receiver, amount)
+        key = self._move("transfer", path, body, debited, credited)
+        return multiple() if key is None else key
+
+    @rule(target=sent_keys, sender=wallets, choice=st.integers(0, WALLETS_MAX), amount=SHARED_AMOUNTS)
+    def transfer_within_an_asset(self, sender: str, choice: int, amount: int) -> Any:
+        """To another wallet of the sender's asset (the `choice`-th, cyclically), so that
+        transfers often go through."""
+        asset = self.assets[sender]
+        others = [wallet for wallet in self.balances if wallet != sender and self.assets[wallet] == asset]
+        return self.transfer(sender, others[choice % len(others)], amount)
+
+    # Idempotency.
+
+    @rule(key=sent_keys, reformat=st.booleans())
+    def retry_replays_the_stored_response(self, key: str, reformat: bool) -> None:
+        """Same key, same request (the same JSON, maybe with other key order and whitespace):
+        same status, byte-identical body, Idempotent-Replayed: true, nothing moves."""
+        sent = self.sent[key]
+        before = self._server_balances(sent.wallet_ids)
+        if reformat:
+            content = json.dumps(dict(reversed(sent.body.items())), indent=2).encode()
+            headers = {"Idempotency-Key": key, "Content-Type": JSON_MEDIA_TYPE}
+            response = self.client.request(sent.method, sent.path, content=content, headers=headers)
+        else:
+            headers = {"Idempotency-Key": key}
+            response = self.client.request(sent.method, sent.path, json=sent.body, headers=headers)
+        after = self._server_balances(sent.wallet_ids)
+        assert response.status_code == sent.status, response.text
+        assert response.content == sent.content, (sent.content, response.content)
+        assert response.headers.get("Idempotent-Replayed") == "true", response.headers
+        assert after == before, f"a replay changed balances {before} -> {after}"
+        assert after == self._model_balances(sent.wallet_ids)
+
+    @rule(key=sent_keys, delta=st.integers(1, 100))
+    def reusing_a_key_for_another_amount_is_rejected(self, key: str, delta: int) -> None:
+        sent = self.sent[key]
+        body = {**sent.body, "amount": sent.body["amount"] + delta}
+        before = self._server_balances(sent.wallet_ids)
+        response = self.client.request(sent.method, sent.path, json=body, headers={"Idempotency-Key": key})
+        after = self._server_balances(sent.wallet_ids)
+        assert response.status_code == 422, response.text
+        assert problem_code(response) == "idempotency_key_reused", response.text
+        assert response.headers.get("Idempotent-Replayed") is None, response.headers
+        assert after == before, f"a reused key changed balances {before} -> {after}"
+        assert after == self._model_balances(sent.wallet_ids)
+
+    @rule(
+        target=sent_keys,
+        wallet=wallets,
+        other=wallets,
+        kind=st.sampled_from(["topup", "bonus", "spend", "transfer"]),
+        amount=st.sampled_from(INVALID_AMOUNTS),
+        fixed_amount=st.none() | CREDITED_AMOUNTS,
+    )
+    def invalid_amount_is_rejected_and_not_stored(
+        self, wallet: str, other: str, kind: str, amount: Any, fixed_amount: int | None
+    ) -> Any:
+        """An invalid amount: 422 validation_error, nothing moves. The key is not claimed, so
+        the client may fix the request and send it again with the same key."""
+        path, body, debited, credited = self._movement_request(kind, wallet, other, amount)
+        involved = tuple(dict.fromkeys(wallet for wallet in (debited, credited) if wallet is not None))
+        key = new_key()
+        before = self._server_balances(involved)
+        response = self.client.post(path, json=body, headers={"Idempotency-Key": key})
+        after = self._server_balances(involved)
+        assert response.status_code == 422, response.text
+        codes = {"validation_error", "same_wallet"} if debited == credited else {"validation_error"}
+        code = problem_code(response)
+        assert code in codes, response.text
+        if code == "validation_error":
+            assert response.json()["errors"], response.text
+        assert after == before, f"an invalid request changed balances {before} -> {after}"
+        assert after == self._model_balances(involved)
+        if fixed_amount is None:
+            return multiple()
+        fixed = {**body, "amount": fixed_amount}
+        stored = self._move(kind, path, fixed, debited, credited, key=key)
+        return multiple() if stored is None else stored
+
+    # Invariants.
+
+    @invariant()
+    def balances_match_the_model(self) -> None:
+        wallet_ids = tuple(self.balances)
+        assert all(value >= 0 for value in self.balances.values()), self.balances
+        assert self._server_balances(wallet_ids) == self.balances
+
+    @invariant()
+    def ledger_verifies(self) -> None:
+        self.steps += 1
+        if self.steps % VERIFY_EVERY_STEPS == 0:
+            assert_ledger_ok(self.client)
+
+
+def test_random_money_movements_match_an_in_memory_model(server: Server) -> None:
+    # Hypothesis takes any factory of a machine; its annotation says a class.
+    run_state_machine_as_test(lambda: WalletMachine(server), settings=MODEL_SETTINGS)  # type: ignore[arg-type]
+    with server.client() as client:
+        assert_ledger_ok(client)
