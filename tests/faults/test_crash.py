@@ -1,0 +1,53 @@
+"""kill -9 of `wallet serve` in the middle of a load of money movements, then a restart on the
+same port: once the clients have retried what got no answer, every operation is applied
+exactly once."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from faults.conftest import MakeServer, open_accounts
+from faults.workload import Workload, assert_applied_exactly_once, plan, tally
+
+pytestmark = [pytest.mark.faults, pytest.mark.timeout(120)]
+
+OPERATIONS = 2000
+CONCURRENCY = 48
+KILLED_AFTER_ANSWERS = 800
+WORKLOAD_TIMEOUT_SECONDS = 75.0
+
+
+async def test_kill_9_mid_load_then_restart_applies_every_operation_exactly_once(
+    fault_database: str, make_server: MakeServer
+) -> None:
+    server = make_server(fault_database)
+    accounts = await open_accounts(fault_database, server.base_url, wallet_count=20, funding=500)
+    operations = plan(accounts.wallets, OPERATIONS, seed=9)
+    workload = Workload(server.base_url, accounts.workload_key, operations, CONCURRENCY)
+
+    running = asyncio.create_task(workload.run())
+    await workload.wait_until_answered(KILLED_AFTER_ANSWERS)
+    server.kill()
+    killed_at = time.monotonic()
+    restart_seconds = await asyncio.to_thread(server.start)
+    outcomes = await asyncio.wait_for(running, WORKLOAD_TIMEOUT_SECONDS)
+
+    cut = [
+        outcome
+        for outcome in outcomes
+        if any(attempt.status is None and attempt.started < killed_at for attempt in outcome.attempts)
+    ]
+    numbers = tally(outcomes)
+    print(
+        f"\nkill -9: {numbers.line()}, cut_in_flight={len(cut)}, "
+        f"cut_then_replayed={sum(outcome.replayed for outcome in cut)}, "
+        f"restart_seconds={restart_seconds:.2f}"
+    )
+    assert cut, "the kill cut no request in flight: the test did not test a crash"
+    assert numbers.applied > 0 and numbers.declined > 0, numbers
+    await assert_applied_exactly_once(
+        fault_database, accounts.workload_key_id, outcomes, accounts.balances_before
+    )
