@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
+import signal
 import sys
+import tempfile
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
+from types import FrameType
 from typing import Annotated, TypeVar
 
 import asyncpg
@@ -14,6 +18,7 @@ import orjson
 import typer
 
 from wallet import idempotency, keys, logs, seed
+from wallet._loopback import is_loopback_host
 from wallet.config import ConfigurationError, Settings, load_settings
 from wallet.db import database, embedded
 from wallet.ledger import verify
@@ -82,17 +87,24 @@ def serve(
     """Run the API and the demo UI."""
     import uvicorn
 
+    from wallet.api.protocol import LimitedHttpToolsProtocol
+
     settings = _settings()
     logs.configure(settings.log_level)
     server: embedded.EmbeddedPostgres | None = None
+    bind_host, bind_port = host or settings.host, port or settings.port
     if database.is_embedded(settings):
         server = _prepare_embedded(settings)
         os.environ["WALLET_DATABASE_URL"] = server.url()
+        _hand_demo_ui_key(server.url(), bind_host)
     else:
         assert settings.database_url is not None
         _check_migrated(settings.database_url)
-    bind_host, bind_port = host or settings.host, port or settings.port
     typer.echo(f"wallet: serving on http://{bind_host}:{bind_port}/ (API docs at /docs)", err=True)
+    metrics_directory = _metrics_directory(workers)
+    # uvicorn shuts down gracefully on SIGTERM, then raises the signal again: this handler turns
+    # that into a normal exit, so the `finally` below still stops the embedded PostgreSQL.
+    signal.signal(signal.SIGTERM, _exit_after_graceful_shutdown)
     try:
         uvicorn.run(
             "wallet.api.app:create_app",
@@ -101,14 +113,33 @@ def serve(
             port=bind_port,
             workers=workers,
             loop="uvloop",
-            http="httptools",
+            http=LimitedHttpToolsProtocol,
             log_level=settings.log_level,
+            log_config=logs.standard_library_config(settings.log_level),
             access_log=False,
+            forwarded_allow_ips=settings.forwarded_allow_ips,
             timeout_graceful_shutdown=10,
         )
     finally:
+        if metrics_directory is not None:
+            shutil.rmtree(metrics_directory, ignore_errors=True)
         if server is not None and server.started:
             server.stop()
+
+
+def _exit_after_graceful_shutdown(signal_number: int, frame: FrameType | None) -> None:
+    raise SystemExit(0)
+
+
+def _metrics_directory(workers: int) -> str | None:
+    """Several workers: a fresh directory for prometheus_client's multiprocess mode, named in
+    PROMETHEUS_MULTIPROC_DIR for the workers (removed by the caller at exit). One: none."""
+    if workers == 1:
+        os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        return None
+    directory = tempfile.mkdtemp(prefix="wallet-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+    return directory
 
 
 def _prepare_embedded(settings: Settings) -> embedded.EmbeddedPostgres:
@@ -138,6 +169,23 @@ def _prepare_embedded(settings: Settings) -> embedded.EmbeddedPostgres:
             f"wallet: first start: created the admin API key (shown once, keep it):\n{secret}", err=True
         )
     return server
+
+
+def _hand_demo_ui_key(database_url: str, bind_host: str) -> None:
+    """Embedded demo mode: a fresh admin key for the demo UI at each start (older ones revoked),
+    passed to the workers in WALLET_DEMO_UI_KEY, never printed. Only when listening on a
+    loopback address; elsewhere the page asks for a key."""
+
+    async def main() -> str | None:
+        async with database.connect(database_url) as connection:
+            return await keys.renew_demo_key(connection, create_new=is_loopback_host(bind_host))
+
+    secret = asyncio.run(main())
+    if secret is None:
+        os.environ.pop("WALLET_DEMO_UI_KEY", None)
+        typer.echo(f"wallet: the demo UI asks for an API key ({bind_host} is not loopback)", err=True)
+    else:
+        os.environ["WALLET_DEMO_UI_KEY"] = secret
 
 
 def _check_migrated(database_url: str) -> None:

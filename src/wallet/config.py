@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Literal
 
@@ -22,6 +23,8 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=1, le=65535)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     idempotency_ttl_hours: int = Field(default=24, ge=24, le=24 * 365)
+    # How often each serving process purges expired idempotency keys (with jitter); 0: never.
+    idempotency_purge_interval_seconds: int = Field(default=600, ge=0, le=86_400)
 
     pool_size_min: int = Field(default=4, ge=1, le=200)
     pool_size_max: int = Field(default=16, ge=1, le=200)
@@ -29,7 +32,18 @@ class Settings(BaseSettings):
     timeout_ms_statement: int = Field(default=5000, ge=10, le=600_000)
     timeout_ms_lock: int = Field(default=3000, ge=10, le=600_000)
     timeout_ms_connect: int = Field(default=3000, ge=10, le=60_000)
+    # A request's line and headers must arrive within this, else 408 (wallet.api.protocol).
+    timeout_ms_request_head: int = Field(default=10_000, ge=100, le=600_000)
     statement_cache_size: int = Field(default=256, ge=0, le=10_000)
+    # Peers whose X-Forwarded-For / X-Forwarded-Proto are believed (uvicorn's forwarded_allow_ips):
+    # comma-separated addresses or networks, or * (only where no one else can reach the port).
+    forwarded_allow_ips: str = "127.0.0.1"
+    # Internal, not a user setting: set by `wallet serve --workers N` (N > 1) for the workers;
+    # prometheus_client reads the same variable (multiprocess mode).
+    prometheus_multiproc_dir: Path | None = Field(default=None, validation_alias="PROMETHEUS_MULTIPROC_DIR")
+    # Internal, not a user setting: the API key `wallet serve` makes for the demo UI on the
+    # embedded database and hands to its workers; GET /ui/session gives it to the page.
+    demo_ui_key: str | None = Field(default=None, repr=False)
 
     @field_validator("database_url")
     @classmethod
@@ -38,6 +52,14 @@ class Settings(BaseSettings):
             return None
         if not value.startswith(("postgresql://", "postgres://")):
             raise ValueError("must be a postgresql:// URL")
+        return value
+
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _addresses(cls, value: str) -> str:
+        for item in value.split(","):
+            if item.strip() != "*":
+                ipaddress.ip_network(item.strip(), strict=False)  # ValueError names the bad item
         return value
 
     @field_validator("log_level", mode="before")

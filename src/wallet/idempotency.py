@@ -15,6 +15,9 @@ from wallet.types import Connection
 
 KEY_LENGTH_MAX = 255
 PURGE_BATCH_SIZE = 1000
+# The advisory lock that lets one purge batch run at a time across processes (serving workers and
+# `wallet idempotency purge`): "wallet" in ASCII, then 1.
+PURGE_LOCK_KEY = 0x77616C6C6574_0001
 _PRINTABLE_ASCII = re.compile(r"[\x20-\x7e]{1,255}")
 
 
@@ -52,12 +55,18 @@ def fingerprint(method: str, path: str, body: Any) -> bytes:
     return result
 
 
-async def purge(connection: Connection, ttl_hours: int, batch_size: int = PURGE_BATCH_SIZE) -> int:
-    """Delete keys older than the retention, in small batches that lock few rows at a time.
-    Returns how many were deleted."""
+async def purge_batch(
+    connection: Connection, ttl_hours: int, batch_size: int, *, wait_for_lock: bool
+) -> int | None:
+    """Delete up to `batch_size` of the oldest keys older than the retention, in one transaction
+    that holds the purge lock (an advisory lock of that transaction only, so nothing stays on the
+    connection). With `wait_for_lock` false, None when another process's batch holds it."""
     assert ttl_hours >= 24 and 1 <= batch_size <= 100_000
-    deleted_total = 0
-    while True:
+    async with connection.transaction(isolation="read_committed"):
+        if wait_for_lock:
+            await connection.execute("SELECT pg_advisory_xact_lock($1)", PURGE_LOCK_KEY)
+        elif not await connection.fetchval("SELECT pg_try_advisory_xact_lock($1)", PURGE_LOCK_KEY):
+            return None
         deleted = await connection.fetchval(
             """
             WITH old AS (
@@ -76,7 +85,17 @@ async def purge(connection: Connection, ttl_hours: int, batch_size: int = PURGE_
             ttl_hours,
             batch_size,
         )
-        assert isinstance(deleted, int)
+    assert isinstance(deleted, int) and 0 <= deleted <= batch_size
+    return deleted
+
+
+async def purge(connection: Connection, ttl_hours: int, batch_size: int = PURGE_BATCH_SIZE) -> int:
+    """Delete every key older than the retention, batch by batch, waiting for the purge lock when
+    a serving process is purging too. Returns how many were deleted."""
+    deleted_total = 0
+    while True:
+        deleted = await purge_batch(connection, ttl_hours, batch_size, wait_for_lock=True)
+        assert deleted is not None
         deleted_total += deleted
         if deleted < batch_size:
             return deleted_total

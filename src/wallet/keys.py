@@ -17,6 +17,9 @@ from wallet.types import Connection
 
 KEY_PREFIX = "wk_"
 NAME_LENGTH_MAX = 64
+# Names starting with this belong to the demo UI's keys: `wallet serve` on the embedded
+# database revokes them all at each start and makes a new one.
+DEMO_KEY_NAME_PREFIX = "demo-ui-"
 
 
 class Scope(enum.StrEnum):
@@ -116,3 +119,21 @@ async def revoke(connection: Connection, name: str) -> ApiKey:
     if row is None:
         raise KeyNotFound(f"no API key named {name!r}")
     return _api_key(row)
+
+
+async def renew_demo_key(connection: Connection, *, create_new: bool) -> str | None:
+    """Revoke every live demo UI key; then, when `create_new`, make a fresh admin key named
+    `demo-ui-<random>` and return its secret."""
+    async with connection.transaction(isolation="read_committed"):
+        await connection.execute(
+            """
+            UPDATE api_key SET revoked_at = now()
+            WHERE starts_with(name, $1) AND revoked_at IS NULL
+            """,
+            DEMO_KEY_NAME_PREFIX,
+        )
+        if not create_new:
+            return None
+        api_key, secret = await create(connection, DEMO_KEY_NAME_PREFIX + secrets.token_hex(6), {Scope.ADMIN})
+    assert api_key.name.startswith(DEMO_KEY_NAME_PREFIX)
+    return secret

@@ -7,11 +7,14 @@ changes nothing."""
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 
@@ -348,3 +351,36 @@ def test_api_keys_never_appear_in_the_server_log(
     for secret in (server.admin_key, bad_key, read_only):
         assert secret.encode() not in log
         assert secret.removeprefix("wk_").encode() not in log
+
+
+def test_the_database_holds_api_keys_only_as_hashes(
+    server: Server, credentials: dict[str, Credential]
+) -> None:
+    """No row of any table contains a key, with or without its `wk_` prefix; api_key holds the
+    SHA-256 of each."""
+    read_only = (credentials["read-only"].authorization or "").removeprefix("Bearer ")
+    secrets_sent = [server.admin_key, read_only]
+
+    async def scan() -> tuple[list[str], list[bytes]]:
+        connection = await asyncpg.connect(server.database_url, timeout=10)
+        try:
+            tables = await connection.fetch(
+                "SELECT quote_ident(tablename) AS name FROM pg_tables WHERE schemaname = 'public'"
+            )
+            found = []
+            for secret in secrets_sent:
+                for fragment in (secret, secret.removeprefix("wk_")):
+                    for table in tables:
+                        query = f"SELECT count(*) FROM {table['name']} AS r WHERE strpos(r::text, $1) > 0"  # noqa: S608
+                        if await connection.fetchval(query, fragment):
+                            found.append(f"{table['name']} contains {fragment[:6]}...")
+            hashes = [row["key_hash"] for row in await connection.fetch("SELECT key_hash FROM api_key")]
+            return found, hashes
+        finally:
+            await connection.close()
+
+    found, hashes = asyncio.run(scan())
+    assert found == []
+    for secret in secrets_sent:
+        assert hashlib.sha256(secret.encode()).digest() in hashes
+        assert all(secret.encode() not in stored and secret[3:].encode() not in stored for stored in hashes)

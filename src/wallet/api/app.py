@@ -16,16 +16,20 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
 from fastapi.staticfiles import StaticFiles
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException
+from starlette.routing import Match, Mount
 
+from wallet import housekeeping, logs
+from wallet import metrics as service_metrics
 from wallet.api import schemas
+from wallet.api.middleware import InstrumentedFastAPI
 from wallet.api.problems import Problem, unavailable
 from wallet.api.routes import router
 from wallet.config import Settings, load_settings
 from wallet.db import migrate
 from wallet.db.pool import create_pool
 from wallet.ledger.errors import LedgerError
+from wallet.web.routes import router as web_router
 
 log = structlog.get_logger("wallet.api")
 
@@ -51,6 +55,7 @@ UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
     OSError,
     asyncio.TimeoutError,
 )
+HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE")
 REQUEST_SCHEMAS = (
     schemas.AssetCreate,
     schemas.WalletCreate,
@@ -61,17 +66,23 @@ REQUEST_SCHEMAS = (
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or load_settings()
+    logs.configure(settings.log_level)  # again in each worker process
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         assert settings.database_url is not None, "wallet serve sets the database URL"
         app.state.pool = await create_pool(settings, settings.database_url)
+        pool_sampler = service_metrics.start_pool_sampler(app.state.pool)
+        purge = housekeeping.start_purge(app.state.pool, settings)
         try:
             yield
         finally:
+            await housekeeping.stop(purge)
+            pool_sampler.cancel()
             await app.state.pool.close()
+            service_metrics.worker_stopped(settings.prometheus_multiproc_dir)
 
-    app = FastAPI(
+    app = InstrumentedFastAPI(
         title="wallet",
         version="1.0.0",
         summary="Double-entry ledger of virtual credits with idempotent money movements.",
@@ -84,6 +95,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     _add_probes(app)
     _add_docs(app)
     app.include_router(router)
+    app.include_router(web_router)
     _add_error_handlers(app)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
@@ -110,8 +122,10 @@ def _add_probes(app: FastAPI) -> None:
         return Response(b'{"status":"ready"}', media_type="application/json")
 
     @app.get("/metrics", tags=["probes"], response_class=Response)
-    async def metrics() -> Response:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    async def metrics(request: Request) -> Response:
+        service_metrics.sample_pool(request.app.state.pool)
+        document, media_type = service_metrics.render(request.app.state.settings.prometheus_multiproc_dir)
+        return Response(document, media_type=media_type)
 
 
 def _add_docs(app: FastAPI) -> None:
@@ -147,13 +161,16 @@ def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, error: HTTPException) -> Response:
         if error.status_code == 405:
-            return Problem(405, "method_not_allowed", "This path does not take this method.").to_response()
+            allow = {"Allow": _allowed_methods(request, error)}
+            detail = "This path does not take this method."
+            return Problem(405, "method_not_allowed", detail, headers=allow).to_response()
         if error.status_code == 404:
             return Problem(404, "not_found", "No such path.").to_response()
         return Problem(error.status_code, "http_error", str(error.detail)).to_response()
 
     async def database_unavailable(request: Request, error: Exception) -> Response:
         log.warning("database_unavailable", error=type(error).__name__, path=request.url.path)
+        service_metrics.record_database_error(error)
         return unavailable("The database is not answering; retry shortly with the same key.").to_response()
 
     for error_class in UNAVAILABLE_ERRORS:
@@ -163,6 +180,19 @@ def _add_error_handlers(app: FastAPI) -> None:
     async def unexpected(request: Request, error: Exception) -> Response:
         log.exception("internal_error", path=request.url.path)
         return Problem(500, "internal_error", "An unexpected error; it has been logged.").to_response()
+
+
+def _allowed_methods(request: Request, error: HTTPException) -> str:
+    """The `Allow` header of a 405 (RFC 9110): every method some route takes on this path, not
+    only the methods of the route the router happened to try first."""
+    methods = {method.strip() for method in (error.headers or {}).get("Allow", "").split(",") if method}
+    routes = [route for route in request.app.router.routes if not isinstance(route, Mount)]
+    for method in HTTP_METHODS:
+        scope = {**request.scope, "method": method}
+        if any(route.matches(scope)[0] is Match.FULL for route in routes):
+            methods.add(method)
+    assert methods, request.url.path
+    return ", ".join(sorted(methods))
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:

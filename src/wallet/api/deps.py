@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -10,7 +11,7 @@ from typing import Annotated
 import asyncpg
 from fastapi import Depends, Header, Request
 
-from wallet import idempotency, keys
+from wallet import idempotency, keys, metrics
 from wallet.api.problems import Problem
 from wallet.config import Settings
 from wallet.types import Connection
@@ -27,8 +28,17 @@ async def connection(request: Request) -> AsyncIterator[Connection]:
     """A pooled connection, waiting at most the configured acquire timeout for one."""
     pool: asyncpg.Pool = request.app.state.pool
     timeout_seconds = settings_of(request).timeout_ms_pool_acquire / 1000
-    async with pool.acquire(timeout=timeout_seconds) as pooled:
+    started = time.perf_counter()
+    try:
+        pooled = await pool.acquire(timeout=timeout_seconds)
+    except TimeoutError:
+        metrics.POOL_ACQUIRE_TIMEOUTS.inc()
+        raise
+    metrics.POOL_ACQUIRE_DURATION.observe(time.perf_counter() - started)
+    try:
         yield pooled
+    finally:
+        await pool.release(pooled)
 
 
 CHALLENGE = {"WWW-Authenticate": 'Bearer realm="wallet"'}
@@ -61,10 +71,7 @@ def require(scope: keys.Scope) -> Callable[[Request], Awaitable[keys.ApiKey]]:
 def idempotency_key(
     key: Annotated[
         str | None,
-        Header(
-            alias="Idempotency-Key",
-            description="1-255 printable ASCII characters; a retry with the same key replays.",
-        ),
+        Header(alias="Idempotency-Key", include_in_schema=False),  # see routes.IDEMPOTENCY_KEY_PARAMETER
     ] = None,
 ) -> str:
     try:

@@ -30,6 +30,8 @@ TITLES: dict[str, str] = {
     "same_wallet": "Same wallet",
     "not_found": "Not found",
     "method_not_allowed": "Method not allowed",
+    "headers_too_large": "Request header fields too large",
+    "request_timeout": "Request timeout",
     "unavailable": "Service unavailable",
     "http_error": "HTTP error",
     "internal_error": "Internal server error",
@@ -57,21 +59,29 @@ class Problem(Exception):
         self.headers = headers
 
     def to_response(self) -> Response:
-        document: dict[str, Any] = {
-            "type": f"urn:wallet:problem:{self.code}",
-            "title": TITLES[self.code],
-            "status": self.status,
-            "detail": self.detail,
-            "code": self.code,
-        }
-        if self.errors is not None:
-            document["errors"] = self.errors
         return Response(
-            orjson.dumps(document),
+            problem_document(self.status, self.code, self.detail, self.errors),
             status_code=self.status,
             media_type=PROBLEM_MEDIA_TYPE,
             headers=self.headers,
         )
+
+
+def problem_document(
+    status: int, code: str, detail: str, errors: list[dict[str, Any]] | None = None
+) -> bytes:
+    """The problem JSON of an error, as bytes."""
+    assert code in TITLES, code
+    document: dict[str, Any] = {
+        "type": f"urn:wallet:problem:{code}",
+        "title": TITLES[code],
+        "status": status,
+        "detail": detail,
+        "code": code,
+    }
+    if errors is not None:
+        document["errors"] = errors
+    return orjson.dumps(document)
 
 
 def unavailable(detail: str) -> Problem:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Annotated, Any
 
@@ -9,12 +10,14 @@ import orjson
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel
 
+from wallet import metrics
 from wallet.api import schemas
 from wallet.api.body import read_json, validate
 from wallet.api.deps import Admin, IdempotencyKey, Reader, WalletId, Writer, connection
 from wallet.api.problems import PROBLEM_MEDIA_TYPE, Problem
 from wallet.idempotency import canonical_json, fingerprint
-from wallet.ledger import accounts, history, posting, verify
+from wallet.ledger import accounts, balances, history, posting, verify
+from wallet.ledger.errors import LedgerError
 from wallet.ledger.limits import PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX
 
 router = APIRouter(prefix="/v1")
@@ -102,7 +105,12 @@ async def _move(
 ) -> Response:
     request_fingerprint = fingerprint(request.method, request.url.path, body)
     async with connection(request) as database:
-        outcome = await posting.post(database, movement, api_key_id, key, request_fingerprint)
+        try:
+            outcome = await posting.post(database, movement, api_key_id, key, request_fingerprint)
+        except LedgerError as error:
+            metrics.record_ledger_operation(movement.kind.value, error.code)
+            raise
+    metrics.record_posting(movement.kind.value, outcome)
     headers = {"Idempotent-Replayed": "true"} if outcome.replayed else None
     media_type = JSON_MEDIA_TYPE if outcome.status < 400 else PROBLEM_MEDIA_TYPE
     return Response(outcome.body, status_code=outcome.status, media_type=media_type, headers=headers)
@@ -129,11 +137,27 @@ async def _wallet_movement(
     return await _move(request, caller.id, key, movement, raw)
 
 
+# Documented here rather than by the dependency that reads it (deps.idempotency_key), whose own
+# checks answer 400 as API.md asks (a declared constraint would make FastAPI answer 422).
+IDEMPOTENCY_KEY_PARAMETER = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": True,
+    "description": "1-255 printable ASCII characters; a retry with the same key replays. "
+    "Missing: 400 idempotency_key_missing; malformed: 400 idempotency_key_invalid.",
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[\\x20-\\x7e]+$"},
+}
+
+
+def _movement_extra(model: type[BaseModel]) -> dict[str, Any]:
+    return {**_body_schema(model), "parameters": [IDEMPOTENCY_KEY_PARAMETER]}
+
+
 MOVEMENT_ROUTE: dict[str, Any] = {
     "status_code": 201,
     "response_model": schemas.Transaction,
     "responses": {200: {"model": schemas.Transaction, "description": "Never sent."}, **MOVEMENT_PROBLEMS},
-    "openapi_extra": _body_schema(schemas.MovementRequest),
+    "openapi_extra": _movement_extra(schemas.MovementRequest),
 }
 
 
@@ -155,7 +179,7 @@ async def spend(request: Request, caller: Writer, key: IdempotencyKey, wallet_id
     return await _wallet_movement(request, caller, key, wallet_id, posting.Kind.SPEND)
 
 
-@router.post("/transfers", **{**MOVEMENT_ROUTE, "openapi_extra": _body_schema(schemas.TransferRequest)})
+@router.post("/transfers", **{**MOVEMENT_ROUTE, "openapi_extra": _movement_extra(schemas.TransferRequest)})
 async def transfer(request: Request, caller: Writer, key: IdempotencyKey) -> Response:
     """Move an amount between two wallets of the same asset."""
     raw = await read_json(request)
@@ -224,3 +248,13 @@ async def ledger_verify(request: Request, _: Admin) -> Response:
     async with connection(request) as database:
         result = await verify.verify(database)
     return _json(result.to_document())
+
+
+@router.get("/ledger/balances", response_model=schemas.LedgerBalances, responses=READ_PROBLEMS)
+async def ledger_balances(request: Request, _: Admin) -> Response:
+    """Per asset: the user wallets' total and the treasury, bonus and revenue balances."""
+    async with connection(request) as database:
+        totals = await balances.asset_balances(database)
+    # The standard library's encoder: a sum of many wallets may pass orjson's 64-bit integer limit.
+    document = {"data": [item.to_document() for item in totals]}
+    return Response(json.dumps(document, separators=(",", ":")), media_type=JSON_MEDIA_TYPE)

@@ -131,6 +131,25 @@ class Verification(BaseModel):
     problems: list[dict[str, Any]]
 
 
+class SystemBalances(BaseModel):
+    treasury: int = Field(description="Negative: what top-ups have issued.")
+    bonus: int = Field(description="Negative: what bonuses have issued.")
+    revenue: int = Field(description="Positive: what spends have collected.")
+
+
+class AssetBalances(BaseModel):
+    asset: str
+    wallet_count: int = Field(description="User wallets of the asset.")
+    user_total: int = Field(description="Sum of the balances of the asset's user wallets.")
+    system: SystemBalances
+
+
+class LedgerBalances(BaseModel):
+    """Per asset; `user_total` plus the three system balances is always 0."""
+
+    data: list[AssetBalances]
+
+
 class Health(BaseModel):
     status: str
 
