@@ -14,7 +14,7 @@ FIND_UV = if command -v uv >/dev/null 2>&1; then uv=uv; else \
 	if command -v uv >/dev/null 2>&1; then uv=uv; else uv="$(PYTHON) -m uv"; fi; \
 	fi
 
-.PHONY: venv run test lint lock clean
+.PHONY: venv run test lint lock clean bench
 
 venv: $(VENV)/.installed
 
@@ -38,6 +38,19 @@ test: venv
 lint: venv
 	$(VENV)/bin/ruff check src tests
 	$(VENV)/bin/mypy src
+
+# Benchmark (not part of `make test`; see docs/benchmarks.md). Installs wrk with apt when it is
+# missing and the bench-only packages of requirements-bench.lock into the venv. BENCH_QUICK=1
+# for a short check, BENCH_WORKERS=N (default 2), WALLET_DATABASE_URL to use that server.
+bench: venv
+	set -e; $(FIND_UV); \
+	$$uv pip install --quiet --python $(VENV)/bin/python -r requirements-bench.lock
+	if ! command -v wrk >/dev/null 2>&1; then \
+		as_root=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$as_root apt-get -o DPkg::Lock::Timeout=300 update -qq; \
+		$$as_root apt-get -o DPkg::Lock::Timeout=300 install -y -qq wrk; \
+	fi
+	$(VENV)/bin/python -m bench
 
 # Runtime dependencies first: requirements-dev.in includes requirements.lock.
 lock:

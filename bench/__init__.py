@@ -1,0 +1,1 @@
+"""The wallet service's benchmark: `make bench` (docs/benchmarks.md)."""

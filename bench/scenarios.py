@@ -1,0 +1,283 @@
+"""Measured points: one API load (wrk) or one limit run (pgbench), each with its CPU and memory."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench import database, limit, load, measure, profile
+from bench.server import Server
+from bench.settings import BenchSettings
+from bench.workload import Workload
+
+VERIFY_SAMPLE_INTERVAL_SECONDS = 0.5
+VERIFY_LOAD_SECONDS_MAX = 300
+VERIFY_TIMEOUT_SECONDS = 240  # `wallet ledger verify` is killed past this
+
+
+@dataclass
+class Bench:
+    """Everything a measurement needs."""
+
+    settings: BenchSettings
+    server: Server
+    workload: Workload
+    database_url: str
+    maintenance_url: str
+    pgbench_script: Path
+    cpu_roots: dict[str, int]  # "server", and "database" when its postmaster is visible
+    log_dir: Path
+
+
+@dataclass
+class Point:
+    scenario: str
+    connections: int
+    result: dict[str, Any]
+    cpu_cores: dict[str, float]
+    server_rss_bytes: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_document(self) -> dict[str, Any]:
+        return {
+            "scenario": self.scenario,
+            "connections": self.connections,
+            **self.result,
+            "cpu_cores": {name: round(value, 2) for name, value in self.cpu_cores.items()},
+            "server_rss_mib": None
+            if self.server_rss_bytes is None
+            else round(self.server_rss_bytes / 2**20, 1),
+            **self.extra,
+        }
+
+
+QUIET_SAMPLE_SECONDS = 2.0
+
+
+async def _wait_for_quiet(settings: BenchSettings) -> float:
+    """With BENCH_QUIET_WAIT_SECONDS, wait (at most that long) until the whole machine is nearly
+    idle between points: this machine is shared. Returns the seconds waited."""
+    started = time.monotonic()
+    while time.monotonic() - started < settings.quiet_wait_seconds:
+        before = measure.snapshot({})
+        await asyncio.sleep(QUIET_SAMPLE_SECONDS)
+        if measure.cpu_use(before, measure.snapshot({})).machine_busy_cores <= settings.quiet_busy_cores_max:
+            break
+    return time.monotonic() - started
+
+
+async def settle(bench: Bench) -> float:
+    """Each point starts right after a checkpoint, so none pays for an earlier one's dirty pages,
+    and (optionally) on a quiet machine. Returns the seconds waited for quiet."""
+    async with database.connect(bench.maintenance_url) as connection:
+        await connection.execute("CHECKPOINT")
+    return await _wait_for_quiet(bench.settings)
+
+
+def _wrk_arguments(bench: Bench, scenario: str, connections: int, seconds: int) -> list[str]:
+    settings = bench.settings
+    return load.command(
+        bench.server.base_url,
+        bench.workload.api_key,
+        bench.workload.loads[scenario],
+        connections,
+        settings.wrk_threads,
+        seconds,
+    )
+
+
+def _log_path(bench: Bench, name: str) -> Path:
+    return bench.log_dir / (name.replace(" ", "_").replace("/", "_") + ".txt")
+
+
+async def warm_up(bench: Bench) -> None:
+    seconds = bench.settings.warmup_seconds
+    arguments = _wrk_arguments(bench, "spend", bench.settings.concurrency_reference, seconds)
+    await load.run(arguments, _log_path(bench, "warmup"))
+
+
+async def api_point(bench: Bench, scenario: str, connections: int) -> Point:
+    waited = await settle(bench)
+    arguments = _wrk_arguments(bench, scenario, connections, bench.settings.duration_seconds)
+    start = measure.snapshot(bench.cpu_roots)
+    with measure.RssSampler(bench.server.process_id) as rss:
+        result = await load.run(arguments, _log_path(bench, f"wrk {scenario} c{connections}"))
+    cpu = measure.cpu_use(start, measure.snapshot(bench.cpu_roots))
+    point = Point(scenario, connections, result.to_document(), cpu.to_document(), rss.peak_bytes)
+    point.extra["waited_for_quiet_seconds"] = round(waited, 1)
+    _print_point(point, f"{result.requests_per_second:8.0f} req/s", result.latency_ms)
+    return point
+
+
+async def limit_point(bench: Bench, connections: int) -> Point:
+    waited = await settle(bench)
+    settings = bench.settings
+    start = measure.snapshot(bench.cpu_roots)
+    result = await limit.run(
+        bench.database_url,
+        bench.pgbench_script,
+        connections,
+        settings.wrk_threads,
+        settings.duration_seconds,
+        bench.log_dir / f"pgbench_c{connections}",
+    )
+    cpu = measure.cpu_use(start, measure.snapshot(bench.cpu_roots))
+    point = Point("pgbench spend (limit)", connections, result.to_document(), cpu.to_document())
+    point.extra["waited_for_quiet_seconds"] = round(waited, 1)
+    _print_point(point, f"{result.transactions_per_second:8.0f} tps  ", result.latency_ms)
+    return point
+
+
+def _print_point(point: Point, rate: str, latency_ms: dict[str, float]) -> None:
+    latency = " ".join(f"{name} {latency_ms.get(name, 0):.1f}" for name in ("p50", "p99", "p99.9"))
+    failed = point.result.get("failed", 0)
+    print(
+        f"bench: {point.scenario:<22} c={point.connections:<3} {rate} {latency} ms  failed {failed}",
+        flush=True,
+    )
+
+
+# --- ledger verify while spends run -------------------------------------------------------------
+
+
+async def _entry_id_samples(url: str, stop: asyncio.Event, samples: list[tuple[float, int]]) -> None:
+    async with database.connect(url) as connection:
+        while not stop.is_set():
+            newest = await connection.fetchval("SELECT max(id) FROM entry")
+            samples.append((time.monotonic(), int(newest)))
+            try:
+                await asyncio.wait_for(stop.wait(), VERIFY_SAMPLE_INTERVAL_SECONDS)
+            except TimeoutError:
+                pass
+
+
+def _spends_per_second(samples: list[tuple[float, int]], start: float, end: float) -> float | None:
+    """Spends committed per second between two instants: each spend writes two entries."""
+    inside = [sample for sample in samples if start <= sample[0] <= end]
+    if len(inside) < 2 or inside[-1][0] <= inside[0][0]:
+        return None
+    return (inside[-1][1] - inside[0][1]) / 2 / (inside[-1][0] - inside[0][0])
+
+
+async def _verify_command(url: str) -> tuple[float, dict[str, Any]]:
+    environment = {**os.environ, "WALLET_DATABASE_URL": url}
+    started = time.monotonic()
+    process = await asyncio.create_subprocess_exec(
+        database.WALLET_COMMAND, "ledger", "verify", env=environment,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        output, errors = await asyncio.wait_for(process.communicate(), VERIFY_TIMEOUT_SECONDS)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        raise RuntimeError(f"wallet ledger verify took more than {VERIFY_TIMEOUT_SECONDS} s") from None
+    seconds = time.monotonic() - started
+    if process.returncode not in (0, 1):
+        raise RuntimeError(f"wallet ledger verify failed ({process.returncode}): {errors.decode()}")
+    return seconds, json.loads(output)
+
+
+async def ledger_verify(bench: Bench) -> dict[str, Any]:
+    """`wallet ledger verify` alone, timed: the ledger after the whole run."""
+    async with database.connect(bench.database_url) as connection:
+        entries = await connection.fetchval("SELECT count(*) FROM entry")
+    seconds, verification = await _verify_command(bench.database_url)
+    print(
+        f"bench: wallet ledger verify on {entries} entries: {seconds:.1f} s, ok={verification['ok']}",
+        flush=True,
+    )
+    return {"entries": entries, "seconds": round(seconds, 2), "verification": verification}
+
+
+async def verify_under_load(bench: Bench) -> dict[str, Any]:
+    """Spends at the reference concurrency; after a baseline, `wallet ledger verify` runs;
+    the spend rate is sampled from the newest entry id before, during and after it."""
+    settings = bench.settings
+    async with database.connect(bench.database_url) as connection:
+        entries = await connection.fetchval("SELECT count(*) FROM entry")
+    waited = await settle(bench)
+    connections = settings.concurrency_reference
+    arguments = _wrk_arguments(bench, "spend", connections, VERIFY_LOAD_SECONDS_MAX)
+    samples: list[tuple[float, int]] = []
+    stop = asyncio.Event()
+    sampler = asyncio.create_task(_entry_id_samples(bench.database_url, stop, samples))
+    load_started = time.monotonic()
+    wrk = await load.start(arguments)
+    await asyncio.sleep(settings.verify_baseline_seconds)
+    verify_started = time.monotonic()
+    seconds, verification = await _verify_command(bench.database_url)
+    verify_ended = time.monotonic()
+    await asyncio.sleep(settings.verify_tail_seconds)
+    result = await load.finish(wrk, _log_path(bench, "wrk spend during verify"), interrupt=True)
+    stop.set()
+    await sampler
+    rates = {
+        "before": _spends_per_second(samples, load_started + 1, verify_started),
+        "during": _spends_per_second(samples, verify_started, verify_ended),
+        "after": _spends_per_second(samples, verify_ended, time.monotonic()),
+    }
+    print(f"bench: wallet ledger verify under load on {entries} entries: {seconds:.1f} s, "
+          f"ok={verification['ok']}, spends/s {rates}", flush=True)  # fmt: skip
+    return {
+        "entries": entries,
+        "seconds": round(seconds, 2),
+        "verification": {
+            key: verification[key] for key in ("ok", "accounts_checked", "transactions_checked")
+        },
+        "problems": verification["problems"][:5],
+        "connections": connections,
+        "spends_per_second": {name: None if rate is None else round(rate, 1) for name, rate in rates.items()},
+        "load": result.to_document(),
+        "timeline": [(round(at - load_started, 2), newest) for at, newest in samples],
+        "verify_window": [round(verify_started - load_started, 2), round(verify_ended - load_started, 2)],
+        "waited_for_quiet_seconds": round(waited, 1),
+    }
+
+
+# --- profile --------------------------------------------------------------------------------------
+
+
+async def profile_spend(bench: Bench, output_dir: Path) -> dict[str, Any]:
+    """py-spy record (GIL samples) on the first worker and py-spy dump of it, during spends."""
+    settings = bench.settings
+    await settle(bench)
+    workers = bench.server.worker_process_ids()
+    worker = workers[0]
+    seconds = settings.profile_seconds
+    arguments = _wrk_arguments(bench, "spend", settings.concurrency_reference, seconds + 2)
+    raw_path = output_dir / "py-spy-spend.raw"
+    wrk = await load.start(arguments)
+    await asyncio.sleep(1)
+    roots = {"worker": worker, "server": bench.server.process_id}
+    before = measure.snapshot(roots)
+    recorder = await profile.record(worker, seconds, raw_path)
+    await asyncio.sleep(seconds / 2)
+    dump_text = await profile.dump(workers[-1])
+    recorder_output, _ = await recorder.communicate()
+    after = measure.snapshot(roots)
+    result = await load.finish(wrk, _log_path(bench, "wrk spend profiled"))
+    (output_dir / "py-spy-dump.txt").write_text(dump_text)
+    if recorder.returncode != 0 or not raw_path.exists():
+        raise RuntimeError(f"py-spy record failed: {recorder_output.decode(errors='replace')}")
+    analysed = profile.analyse(raw_path.read_text())
+    cores = measure.cpu_use(before, after).cores_by_part
+    worker_cores = cores["worker"]
+    print(
+        f"bench: profiled worker {worker}: {analysed.samples} samples, {worker_cores:.2f} cores", flush=True
+    )
+    return {
+        "worker_process_id": worker,
+        "worker_cores": round(worker_cores, 2),
+        "server_cores": round(cores["server"], 2),
+        "seconds": seconds,
+        "connections": settings.concurrency_reference,
+        "load_during_profile": result.to_document(),
+        "py_spy_output": recorder_output.decode(errors="replace").strip().splitlines()[-2:],
+        **analysed.to_document(),
+    }
