@@ -68,7 +68,7 @@ def require(scope: keys.Scope) -> Callable[[Request], Awaitable[keys.ApiKey]]:
     return authorised_key
 
 
-def idempotency_key(
+async def idempotency_key(
     key: Annotated[
         str | None,
         Header(alias="Idempotency-Key", include_in_schema=False),  # see routes.IDEMPOTENCY_KEY_PARAMETER
@@ -82,7 +82,7 @@ def idempotency_key(
         raise Problem(400, "idempotency_key_invalid", str(error)) from None
 
 
-def wallet_id_from_path(wallet_id: str) -> uuid.UUID:
+async def wallet_id_from_path(wallet_id: str) -> uuid.UUID:
     """A wallet id in the path; anything that is not a UUID names no wallet (404)."""
     try:
         return uuid.UUID(wallet_id)
