@@ -3,7 +3,6 @@ databases on it, and a running `wallet serve` shared by the API tests."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 import tempfile
@@ -11,11 +10,10 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import asyncpg
 import httpx
 import pytest
 
-from support import Server, start_server, with_database
+from support import Server, maintenance, start_server, with_database
 from wallet.db import embedded, migrate
 
 TEMPLATE_DATABASE = f"wallet_test_template_{os.getpid()}"
@@ -41,35 +39,22 @@ def server_url() -> Iterator[str]:
         shutil.rmtree(data_dir, ignore_errors=True)
 
 
-def _psql(server_url: str, statement: str) -> None:
-    """Run one maintenance statement (CREATE/DROP DATABASE) outside a transaction."""
-
-    async def run() -> None:
-        connection = await asyncpg.connect(server_url, timeout=10)
-        try:
-            await connection.execute(statement)
-        finally:
-            await connection.close()
-
-    asyncio.run(run())
-
-
 @pytest.fixture(scope="session")
 def create_database(server_url: str) -> Iterator[Callable[[], str]]:
     """Makes a new, migrated, empty database (a copy of a template migrated once); dropped at the end."""
-    _psql(server_url, f"CREATE DATABASE {TEMPLATE_DATABASE}")
+    maintenance(server_url, f"CREATE DATABASE {TEMPLATE_DATABASE}")
     migrate.upgrade(with_database(server_url, TEMPLATE_DATABASE))
     created: list[str] = []
 
     def create() -> str:
         name = f"wallet_test_{uuid.uuid4().hex[:16]}"
-        _psql(server_url, f"CREATE DATABASE {name} TEMPLATE {TEMPLATE_DATABASE}")
+        maintenance(server_url, f"CREATE DATABASE {name} TEMPLATE {TEMPLATE_DATABASE}")
         created.append(name)
         return with_database(server_url, name)
 
     yield create
     for name in [*created, TEMPLATE_DATABASE]:
-        _psql(server_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        maintenance(server_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 @pytest.fixture(scope="session")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import subprocess
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 
 WALLET = str(Path(sys.executable).with_name("wallet"))
@@ -147,3 +149,30 @@ def assert_ledger_ok(client: httpx.Client) -> dict[str, Any]:
     document: dict[str, Any] = response.json()
     assert document["ok"], document["problems"]
     return document
+
+
+async def async_balance(client: httpx.AsyncClient, wallet_id: str) -> int:
+    response = await client.get(f"/v1/wallets/{wallet_id}")
+    assert response.status_code == 200, response.text
+    value: int = response.json()["balance"]
+    return value
+
+
+async def async_assert_ledger_ok(client: httpx.AsyncClient) -> None:
+    response = await client.get("/v1/ledger/verify")
+    assert response.status_code == 200, response.text
+    document = response.json()
+    assert document["ok"], document["problems"]
+
+
+def maintenance(server_url: str, statement: str) -> None:
+    """Run one maintenance statement (CREATE/DROP DATABASE) outside a transaction."""
+
+    async def run() -> None:
+        connection = await asyncpg.connect(server_url, timeout=10)
+        try:
+            await connection.execute(statement)
+        finally:
+            await connection.close()
+
+    asyncio.run(run())

@@ -21,6 +21,7 @@ from support import (
     Server,
     assert_ledger_ok,
     free_port,
+    maintenance,
     new_wallet,
     start_server,
     topup,
@@ -61,17 +62,6 @@ def sql(database_url: str, query: str, *args: Any) -> list[asyncpg.Record]:
             await connection.close()
 
     return asyncio.run(run())
-
-
-def maintenance(server_url: str, statement: str) -> None:
-    async def run() -> None:
-        connection = await asyncpg.connect(server_url, timeout=10)
-        try:
-            await connection.execute(statement)
-        finally:
-            await connection.close()
-
-    asyncio.run(run())
 
 
 def verification(database_url: str) -> tuple[int, dict[str, Any]]:

@@ -13,6 +13,8 @@ import asyncpg
 import httpx
 
 from support import Server
+from support import async_assert_ledger_ok as assert_ledger_ok
+from support import async_balance as balance
 
 GATHER_TIMEOUT_SECONDS = 60.0
 
@@ -31,20 +33,6 @@ async def move(client: httpx.AsyncClient, path: str, body: dict[str, Any]) -> ht
 async def fund(client: httpx.AsyncClient, wallet_id: str, amount: int) -> None:
     response = await move(client, f"/v1/wallets/{wallet_id}/topup", {"amount": amount})
     assert response.status_code == 201, response.text
-
-
-async def balance(client: httpx.AsyncClient, wallet_id: str) -> int:
-    response = await client.get(f"/v1/wallets/{wallet_id}")
-    assert response.status_code == 200, response.text
-    value: int = response.json()["balance"]
-    return value
-
-
-async def assert_ledger_ok(client: httpx.AsyncClient) -> None:
-    response = await client.get("/v1/ledger/verify")
-    assert response.status_code == 200, response.text
-    document = response.json()
-    assert document["ok"], document["problems"]
 
 
 async def gather_all(*requests: Any) -> list[httpx.Response]:
@@ -160,7 +148,9 @@ async def test_hundred_opposing_transfers_neither_deadlock_nor_fail_and_conserve
             if response.status_code == 201:
                 document = response.json()
                 assert (document["type"], document["wallet_id"], document["amount"]) == (
-                    "transfer", body["from_wallet_id"], body["amount"]
+                    "transfer",
+                    body["from_wallet_id"],
+                    body["amount"],
                 )
                 expected[body["from_wallet_id"]] -= body["amount"]
                 expected[body["to_wallet_id"]] += body["amount"]
@@ -183,10 +173,7 @@ def _apply(expected: dict[str, int], document: dict[str, Any]) -> None:
         return
     expected[document["wallet_id"]] -= amount
     if document["type"] == "transfer":
-        credited = [
-            entry["account"] for entry in document["entries"]
-            if entry["direction"] == "credit"
-        ]
+        credited = [entry["account"] for entry in document["entries"] if entry["direction"] == "credit"]
         assert len(credited) == 1, document
         expected[credited[0]] += amount
 
@@ -223,7 +210,8 @@ async def test_mixed_parallel_load_leaves_the_balances_the_responses_imply(serve
             assert (document["type"], document["amount"]) == (kind, body["amount"])
             _apply(expected, document)
         succeeded = Counter(
-            kind for (kind, _, _), response in zip(requests, responses, strict=True)
+            kind
+            for (kind, _, _), response in zip(requests, responses, strict=True)
             if response.status_code == 201
         )
         assert set(succeeded) == {"topup", "bonus", "spend", "transfer"}, succeeded

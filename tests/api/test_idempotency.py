@@ -13,6 +13,8 @@ import httpx
 import pytest
 
 from support import Server, create_key
+from support import async_assert_ledger_ok as assert_ledger_ok
+from support import async_balance as balance
 
 REPLAYED = "Idempotent-Replayed"
 
@@ -28,29 +30,13 @@ async def new_wallet(client: httpx.AsyncClient, asset: str = "GOLD") -> str:
     return wallet_id
 
 
-async def post(
-    client: httpx.AsyncClient, path: str, body: dict[str, Any], key: str
-) -> httpx.Response:
+async def post(client: httpx.AsyncClient, path: str, body: dict[str, Any], key: str) -> httpx.Response:
     return await client.post(path, json=body, headers={"Idempotency-Key": key})
 
 
 async def fund(client: httpx.AsyncClient, wallet_id: str, amount: int) -> None:
     response = await post(client, f"/v1/wallets/{wallet_id}/topup", {"amount": amount}, fresh_key())
     assert response.status_code == 201, response.text
-
-
-async def balance(client: httpx.AsyncClient, wallet_id: str) -> int:
-    response = await client.get(f"/v1/wallets/{wallet_id}")
-    assert response.status_code == 200, response.text
-    value: int = response.json()["balance"]
-    return value
-
-
-async def assert_ledger_ok(client: httpx.AsyncClient) -> None:
-    response = await client.get("/v1/ledger/verify")
-    assert response.status_code == 200, response.text
-    document = response.json()
-    assert document["ok"], document["problems"]
 
 
 def problem_code(response: httpx.Response) -> str:

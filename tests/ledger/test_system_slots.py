@@ -17,6 +17,8 @@ import httpx
 import pytest
 
 from support import Server
+from support import async_assert_ledger_ok as assert_ledger_ok
+from support import async_balance as balance
 from wallet.ledger.limits import SLOT_COUNT
 
 SHORT_TIMEOUT_SECONDS = 5.0
@@ -48,20 +50,6 @@ async def topup(
         headers={"Idempotency-Key": key},
         timeout=client_timeout,
     )
-
-
-async def balance(client: httpx.AsyncClient, wallet_id: str) -> int:
-    response = await client.get(f"/v1/wallets/{wallet_id}")
-    assert response.status_code == 200, response.text
-    value: int = response.json()["balance"]
-    return value
-
-
-async def assert_ledger_ok(client: httpx.AsyncClient) -> None:
-    response = await client.get("/v1/ledger/verify")
-    assert response.status_code == 200, response.text
-    document = response.json()
-    assert document["ok"], document["problems"]
 
 
 @asynccontextmanager
@@ -130,13 +118,22 @@ async def test_a_held_treasury_slot_does_not_delay_topups_to_other_wallets(serve
                 # The statement the service runs for a top-up (ledger/posting.py), left uncommitted.
                 held = await holder.fetchrow(
                     "SELECT status, body, replayed FROM ledger_post($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-                    api_key_id, f"held-{uuid.uuid4()}", os.urandom(32), held_transaction_id,
-                    "topup", None, uuid.UUID(held_wallet), 5, None, None,
+                    api_key_id,
+                    f"held-{uuid.uuid4()}",
+                    os.urandom(32),
+                    held_transaction_id,
+                    "topup",
+                    None,
+                    uuid.UUID(held_wallet),
+                    5,
+                    None,
+                    None,
                 )
                 assert held is not None and held["status"] == 201, held
                 held_slot = await holder.fetchval(
                     "SELECT slot FROM entry WHERE transaction_id = $1 AND account_id = $2",
-                    held_transaction_id, treasury,
+                    held_transaction_id,
+                    treasury,
                 )
                 assert held_slot is not None
                 await assert_row_locked(probe, "SELECT 1 FROM account WHERE id = $1", uuid.UUID(held_wallet))
@@ -153,10 +150,14 @@ async def test_a_held_treasury_slot_does_not_delay_topups_to_other_wallets(serve
                     started = time.monotonic()
                     try:
                         responses = await asyncio.wait_for(
-                            asyncio.gather(*(
-                                topup(client, wallet_id, 3, f"slots-{uuid.uuid4()}", SHORT_TIMEOUT_SECONDS)
-                                for wallet_id in others
-                            )),
+                            asyncio.gather(
+                                *(
+                                    topup(
+                                        client, wallet_id, 3, f"slots-{uuid.uuid4()}", SHORT_TIMEOUT_SECONDS
+                                    )
+                                    for wallet_id in others
+                                )
+                            ),
                             timeout=2 * SHORT_TIMEOUT_SECONDS,
                         )
                     finally:
@@ -176,7 +177,8 @@ async def test_a_held_treasury_slot_does_not_delay_topups_to_other_wallets(serve
             transaction_ids = [uuid.UUID(response.json()["id"]) for response in responses]
             rows = await probe.fetch(
                 "SELECT slot FROM entry WHERE transaction_id = ANY($1::uuid[]) AND account_id = $2",
-                transaction_ids, treasury,
+                transaction_ids,
+                treasury,
             )
             slots = [row["slot"] for row in rows]
             assert len(slots) == 50
