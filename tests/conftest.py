@@ -8,6 +8,7 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -17,6 +18,58 @@ from support import Server, maintenance, start_server, with_database
 from wallet.db import embedded, migrate
 
 TEMPLATE_DATABASE = f"wallet_test_template_{os.getpid()}"
+
+
+@dataclass(frozen=True)
+class SystemProgram:
+    """A Debian package some tests need. .ci/run installs it; elsewhere, when it is missing, the
+    tests that need it are deselected and the run ends by saying so (in CI they run and fail)."""
+
+    marker: str
+    paths: tuple[str, ...]
+    install: str
+    rerun: str
+
+    def missing(self) -> bool:
+        return not any(Path(path).is_file() or shutil.which(path) for path in self.paths)
+
+
+SYSTEM_PROGRAMS = (
+    SystemProgram("browser", ("/usr/bin/chromium",), "apt-get install -y chromium", "-m browser tests/web"),
+    SystemProgram("nginx", ("nginx", "/usr/sbin/nginx"), "apt-get install -y nginx", "-m nginx tests/deploy"),
+)
+NOT_RUN = pytest.StashKey[dict[str, int]]()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if os.environ.get("CI") == "true":
+        return
+    not_run: dict[str, int] = {}
+    for program in SYSTEM_PROGRAMS:
+        if not program.missing():
+            continue
+        needing = [item for item in items if item.get_closest_marker(program.marker) is not None]
+        if needing:
+            config.hook.pytest_deselected(items=needing)
+            items[:] = [item for item in items if item.get_closest_marker(program.marker) is None]
+            not_run[program.marker] = len(needing)
+    config.stash[NOT_RUN] = not_run
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    for program in SYSTEM_PROGRAMS:
+        count = config.stash.get(NOT_RUN, {}).get(program.marker, 0)
+        if count:
+            terminalreporter.write_sep(
+                "!",
+                f"{count} {program.marker.upper()} TESTS NOT RUN: {program.paths[-1]} is missing",
+                yellow=True,
+            )
+            terminalreporter.write_line(
+                f"Install it ({program.install}), then run them alone with: .venv/bin/pytest {program.rerun}",
+                yellow=True,
+                bold=True,
+            )
 
 
 @pytest.fixture(scope="session")

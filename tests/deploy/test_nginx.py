@@ -26,6 +26,8 @@ from support import Server, free_port, new_wallet
 REPOSITORY = Path(__file__).resolve().parents[2]
 TEMPLATE = REPOSITORY / "deploy" / "nginx" / "wallet.conf.template"
 PLACEHOLDER = re.compile(r"\$\{(WALLET_PROXY_[A-Z_]+)\}")
+pytestmark = pytest.mark.nginx
+
 NGINX_CANDIDATES = ("nginx", "/usr/sbin/nginx")
 START_TIMEOUT_SECONDS = 10.0
 BODY_SIZE_MAX = 64 * 1024
