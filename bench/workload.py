@@ -54,7 +54,8 @@ async def _prime_replays(connection: Any, api_key_id: uuid.UUID, count: int) -> 
     numbers = list(range(1, count + 1))
     paths = [f"/v1/wallets/{ledger_data.wallet_id(number)}/spend" for number in numbers]
     keys_sent = [f"replay-{number}" for number in numbers]
-    fingerprints = [idempotency.fingerprint("POST", path, {"amount": 1}) for path in paths]
+    body = idempotency.canonical_json({"amount": 1})
+    fingerprints = [idempotency.fingerprint("POST", path, body) for path in paths]
     created = await connection.fetchval(
         """
         SELECT count(*) FILTER (WHERE posted.status = 201)

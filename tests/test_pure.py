@@ -44,8 +44,8 @@ def test_metadata_nested_nine_levels_is_rejected() -> None:
 
 
 def test_fingerprint_ignores_key_order_and_whitespace() -> None:
-    first = fingerprint("POST", "/v1/transfers", {"amount": 5, "to": "b", "from": "a"})
-    second = fingerprint("POST", "/v1/transfers", {"from": "a", "to": "b", "amount": 5})
+    first = fingerprint("POST", "/v1/transfers", canonical_json({"amount": 5, "to": "b", "from": "a"}))
+    second = fingerprint("POST", "/v1/transfers", canonical_json({"from": "a", "to": "b", "amount": 5}))
     assert first == second
     assert len(first) == 32
 
@@ -60,7 +60,8 @@ def test_fingerprint_ignores_key_order_and_whitespace() -> None:
     ],
 )
 def test_fingerprint_differs_for_a_different_request(method: str, path: str, body: Any) -> None:
-    assert fingerprint(method, path, body) != fingerprint("POST", "/v1/wallets/x/topup", {"amount": 5})
+    original = fingerprint("POST", "/v1/wallets/x/topup", canonical_json({"amount": 5}))
+    assert fingerprint(method, path, canonical_json(body)) != original
 
 
 def test_canonical_json_is_compact_and_sorted() -> None:

@@ -44,12 +44,13 @@ def canonical_json(value: Any) -> bytes:
     return text.encode()
 
 
-def fingerprint(method: str, path: str, body: Any) -> bytes:
-    """SHA-256 of the method, the path and the canonical JSON body: what 'the same request' means."""
+def fingerprint(method: str, path: str, canonical_body: bytes) -> bytes:
+    """SHA-256 of the method, the path and the canonical JSON body (`canonical_json`): what 'the
+    same request' means."""
     assert method.isupper() and path.startswith("/"), (method, path)
     digest = hashlib.sha256()
     digest.update(method.encode() + b"\n" + path.encode() + b"\n")
-    digest.update(canonical_json(body))
+    digest.update(canonical_body)
     result = digest.digest()
     assert len(result) == 32
     return result

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from fastapi import Request
@@ -35,7 +36,13 @@ async def read_body(request: Request) -> bytes:
     return bytes(chunks)
 
 
-async def read_json(request: Request) -> Any:
+@dataclass(frozen=True, slots=True)
+class JsonBody:
+    value: Any
+    canonical: bytes  # canonical_json(value): what an idempotency fingerprint hashes
+
+
+async def read_json(request: Request) -> JsonBody:
     """The parsed JSON body. Rejects other media types (415), big bodies (413) and anything that
     is not strict UTF-8 JSON (400): NaN, Infinity, lone surrogates, nesting too deep."""
     if _media_type(request) != "application/json":
@@ -43,10 +50,10 @@ async def read_json(request: Request) -> Any:
     raw = await read_body(request)
     try:
         value = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
-        canonical_json(value)  # every string must encode as UTF-8
+        canonical = canonical_json(value)  # also: every string must encode as UTF-8
     except (ValueError, UnicodeError, RecursionError) as error:
         raise Problem(400, "malformed_json", f"The request body is not valid JSON: {error}") from None
-    return value
+    return JsonBody(value, canonical)
 
 
 def validate(model: type[ModelT], value: Any) -> ModelT:

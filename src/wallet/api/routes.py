@@ -12,10 +12,11 @@ from pydantic import BaseModel
 
 from wallet import metrics
 from wallet.api import schemas
-from wallet.api.body import read_json, validate
+from wallet.api.body import JsonBody, read_json, validate
 from wallet.api.deps import Admin, IdempotencyKey, Reader, WalletId, Writer, connection
 from wallet.api.problems import PROBLEM_MEDIA_TYPE, Problem
 from wallet.idempotency import canonical_json, fingerprint
+from wallet.keys import ApiKey
 from wallet.ledger import accounts, balances, history, posting, verify
 from wallet.ledger.errors import LedgerError
 from wallet.ledger.limits import PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX
@@ -60,7 +61,7 @@ async def list_assets(request: Request, _: Reader) -> Response:
     openapi_extra=_body_schema(schemas.AssetCreate),
 )
 async def create_asset(request: Request, _: Admin) -> Response:
-    body = validate(schemas.AssetCreate, await read_json(request))
+    body = validate(schemas.AssetCreate, (await read_json(request)).value)
     async with connection(request) as database:
         asset, created = await accounts.create_asset(database, body.code, body.name)
     return _json(asset.to_document(), 201 if created else 200)
@@ -74,7 +75,7 @@ async def create_asset(request: Request, _: Admin) -> Response:
     openapi_extra=_body_schema(schemas.WalletCreate),
 )
 async def create_wallet(request: Request, _: Writer) -> Response:
-    body = validate(schemas.WalletCreate, await read_json(request))
+    body = validate(schemas.WalletCreate, (await read_json(request)).value)
     async with connection(request) as database:
         wallet, created = await accounts.create_wallet(database, body.owner_id, body.asset)
     return _json(wallet.to_document(), 201 if created else 200)
@@ -101,9 +102,9 @@ async def get_wallet(request: Request, _: Reader, wallet_id: WalletId) -> Respon
 
 
 async def _move(
-    request: Request, api_key_id: uuid.UUID, key: str, movement: posting.Movement, body: Any
+    request: Request, api_key_id: uuid.UUID, key: str, movement: posting.Movement, body: JsonBody
 ) -> Response:
-    request_fingerprint = fingerprint(request.method, request.url.path, body)
+    request_fingerprint = fingerprint(request.method, request.url.path, body.canonical)
     async with connection(request) as database:
         try:
             outcome = await posting.post(database, movement, api_key_id, key, request_fingerprint)
@@ -121,10 +122,10 @@ def _metadata_json(metadata: dict[str, Any] | None) -> str | None:
 
 
 async def _wallet_movement(
-    request: Request, caller: Any, key: str, wallet_id: uuid.UUID, kind: posting.Kind
+    request: Request, caller: ApiKey, key: str, wallet_id: uuid.UUID, kind: posting.Kind
 ) -> Response:
     raw = await read_json(request)
-    body = validate(schemas.MovementRequest, raw)
+    body = validate(schemas.MovementRequest, raw.value)
     credited = kind is not posting.Kind.SPEND
     movement = posting.Movement(
         kind=kind,
@@ -183,7 +184,7 @@ async def spend(request: Request, caller: Writer, key: IdempotencyKey, wallet_id
 async def transfer(request: Request, caller: Writer, key: IdempotencyKey) -> Response:
     """Move an amount between two wallets of the same asset."""
     raw = await read_json(request)
-    body = validate(schemas.TransferRequest, raw)
+    body = validate(schemas.TransferRequest, raw.value)
     if body.from_wallet_id == body.to_wallet_id:
         raise Problem(422, "same_wallet", "A transfer needs two different wallets.")
     movement = posting.Movement(
