@@ -176,3 +176,30 @@ def maintenance(server_url: str, statement: str) -> None:
             await connection.close()
 
     asyncio.run(run())
+
+
+async def fund_wallet(database_url: str, wallet_id: str, total: int) -> None:
+    """Top the wallet up by `total` through the posting core itself (ledger.post), in top-ups of
+    at most AMOUNT_MAX, a thousand per call: how tests reach balances no client could afford to
+    build one request at a time."""
+    from wallet.ledger import posting
+    from wallet.ledger.limits import AMOUNT_MAX, GROUP_SIZE_MAX
+
+    amounts = [AMOUNT_MAX] * (total // AMOUNT_MAX) + ([total % AMOUNT_MAX] if total % AMOUNT_MAX else [])
+    connection = await asyncpg.connect(database_url, timeout=10)
+    try:
+        api_key_id = await connection.fetchval("SELECT id FROM api_key ORDER BY created_at LIMIT 1")
+        for first in range(0, len(amounts), GROUP_SIZE_MAX):
+            requests = [
+                posting.Request(
+                    api_key_id,
+                    f"fund-{uuid.uuid4()}",
+                    bytes(32),
+                    posting.topup(uuid.UUID(wallet_id), amount, "funded-by-a-test", None),
+                )
+                for amount in amounts[first : first + GROUP_SIZE_MAX]
+            ]
+            outcomes = await posting.post(connection, requests, wait_for_locks=True)
+            assert all(outcome.result is posting.Result.POSTED for outcome in outcomes), outcomes[:3]
+    finally:
+        await connection.close()

@@ -113,6 +113,20 @@ def database_url(create_database: Callable[[], str]) -> str:
     return create_database()
 
 
+async def wait_for_advisory_lock_wait(probe: asyncpg.Connection, backend_pid: int) -> None:
+    """Until the backend waits for an advisory lock (pg_locks shows its request ungranted)."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        waiting = await probe.fetchval(
+            "SELECT EXISTS (SELECT FROM pg_locks WHERE pid = $1 AND locktype = 'advisory' AND NOT granted)",
+            backend_pid,
+        )
+        if waiting:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"backend {backend_pid} never waited for the purge lock")
+
+
 async def test_a_purge_batch_waits_its_turn_behind_another_process(database_url: str) -> None:
     """While another session holds the purge lock, a background batch steps aside (None) and the
     command-line purge waits; once it is released, both go ahead."""
@@ -123,16 +137,19 @@ async def test_a_purge_batch_waits_its_turn_behind_another_process(database_url:
         api_key, _ = await keys.create(purger, f"purge-{uuid.uuid4().hex[:12]}", {keys.Scope.WRITE})
         await purger.execute(
             """
-            INSERT INTO idempotency_key (api_key_id, key, fingerprint, created_at)
-            SELECT $1, 'old-' || n, sha256(n::text::bytea), now() - interval '30 hours'
+            INSERT INTO idempotency_key
+                (api_key_id, key, fingerprint, decline_code, decline_detail, created_at)
+            SELECT $1, 'old-' || n, sha256(n::text::bytea), 'insufficient_funds', 'stored by a test',
+                now() - interval '30 hours'
             FROM generate_series(1, 25) AS n
             """,
             api_key.id,
         )
         await holder.execute("SELECT pg_advisory_lock($1)", idempotency.PURGE_LOCK_KEY)
         assert await idempotency.purge_batch(purger, 24, 10, wait_for_lock=False) is None
+        purger_pid = purger.get_server_pid()
         waiting = asyncio.create_task(idempotency.purge(purger, 24, batch_size=10))
-        await asyncio.sleep(0.3)
+        await wait_for_advisory_lock_wait(holder, purger_pid)
         assert not waiting.done()
         await holder.execute("SELECT pg_advisory_unlock($1)", idempotency.PURGE_LOCK_KEY)
         assert await asyncio.wait_for(waiting, 10) == 25

@@ -35,6 +35,13 @@ class Settings(BaseSettings):
     # A request's line and headers must arrive within this, else 408 (wallet.api.protocol).
     timeout_ms_request_head: int = Field(default=10_000, ge=100, le=600_000)
     statement_cache_size: int = Field(default=256, ge=0, le=10_000)
+    # Keep API keys in memory, dropped on every change the database announces (api/auth.py).
+    # Needs LISTEN, i.e. a session: off behind a transaction-mode pooler.
+    api_key_cache: bool = True
+    # Group commit (ledger/group_commit.py): posting groups in flight per process, and the most
+    # requests one group takes.
+    group_commit_in_flight_max: int = Field(default=2, ge=1, le=64)
+    group_commit_size_max: int = Field(default=64, ge=1, le=1000)
     # Peers whose X-Forwarded-For / X-Forwarded-Proto are believed (uvicorn's forwarded_allow_ips):
     # comma-separated addresses or networks, or * (only where no one else can reach the port).
     forwarded_allow_ips: str = "127.0.0.1"

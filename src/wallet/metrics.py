@@ -18,7 +18,6 @@ import os
 from pathlib import Path
 
 import asyncpg
-import orjson
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
@@ -29,8 +28,6 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
-
-from wallet.ledger import posting
 
 DURATION_BUCKETS_SECONDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 ACQUIRE_BUCKETS_SECONDS = (0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 2.5, 5.0)
@@ -79,6 +76,18 @@ POOL_ACQUIRE_TIMEOUTS = Counter(
     "Waits for a pooled connection that ran out of WALLET_TIMEOUT_MS_POOL_ACQUIRE.",
 )
 
+GROUP_COMMIT_SIZE = Histogram(
+    "wallet_group_commit_size",
+    "Money movements posted together in one database transaction by the group commit.",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 1000),
+)
+
+GROUP_COMMIT_WAITING_ON_LOCKS = Gauge(
+    "wallet_group_commit_waiting_on_locks",
+    "Money movements waiting for a wallet another transaction holds, summed over the live workers.",
+    multiprocess_mode="livesum",
+)
+
 _request_series: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
 
 
@@ -107,17 +116,13 @@ def record_ledger_operation(kind: str, outcome: str) -> None:
     LEDGER_OPERATIONS.labels(type=kind, outcome=outcome).inc()
 
 
-def record_posting(kind: str, outcome: posting.Outcome) -> None:
-    """Count a posting's answer: `created`, a decline's problem code, or `replayed`."""
-    if outcome.replayed:
+def record_posting(kind: str, outcome: str, replayed: bool, status: int) -> None:
+    """Count a posting's answer: `created` or a decline's problem code, or `replayed`."""
+    if replayed:
         LEDGER_OPERATIONS.labels(type=kind, outcome="replayed").inc()
-        IDEMPOTENT_REPLAYS.labels(type=kind, status=str(outcome.status)).inc()
-    elif outcome.status == 201:
-        LEDGER_OPERATIONS.labels(type=kind, outcome="created").inc()
+        IDEMPOTENT_REPLAYS.labels(type=kind, status=str(status)).inc()
     else:
-        code = orjson.loads(outcome.body)["code"]
-        assert isinstance(code, str), outcome.body
-        LEDGER_OPERATIONS.labels(type=kind, outcome=code).inc()
+        LEDGER_OPERATIONS.labels(type=kind, outcome=outcome).inc()
 
 
 def record_database_error(error: BaseException) -> None:

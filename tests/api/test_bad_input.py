@@ -7,7 +7,6 @@ with the same Idempotency-Key and a fixed body goes through."""
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 import uuid
 from collections.abc import Callable, Iterator
@@ -20,8 +19,17 @@ import asyncpg
 import httpx
 import pytest
 
-from support import Server, assert_ledger_ok, balance, new_wallet, start_server, topup, wallet_command
-from wallet.ledger.limits import AMOUNT_MAX, BALANCE_MAX, SLOT_COUNT
+from support import (
+    Server,
+    assert_ledger_ok,
+    balance,
+    fund_wallet,
+    new_wallet,
+    start_server,
+    topup,
+    wallet_command,
+)
+from wallet.ledger.limits import AMOUNT_MAX, BALANCE_MAX
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 BODY_SIZE_MAX = 64 * 1024
@@ -837,81 +845,6 @@ def test_bad_route_is_problem(
 # --- the balance limit ---------------------------------------------------------------------------
 
 
-async def raise_balance_in_sql(database_url: str, wallet_id: str, target: int) -> None:
-    """Post topups of at most 10^15 straight into the tables, as ledger_post would: one
-    transaction row and two entries (debit a treasury slot, credit the wallet) each, then move
-    the slot balances and the wallet balance by the same amounts. The ledger stays valid."""
-    amounts = [AMOUNT_MAX] * (target // AMOUNT_MAX)
-    if target % AMOUNT_MAX:
-        amounts.append(target % AMOUNT_MAX)
-    ids = [uuid.uuid4() for _ in amounts]
-    balances = list(itertools.accumulate(amounts))
-    slots = [index % SLOT_COUNT for index in range(len(amounts))]
-    connection = await asyncpg.connect(database_url, timeout=10)
-    try:
-        async with connection.transaction():
-            wallet = await connection.fetchrow(
-                "SELECT asset, balance FROM account WHERE id = $1 AND kind = 'user' FOR UPDATE",
-                uuid.UUID(wallet_id),
-            )
-            assert wallet is not None and wallet["balance"] == 0
-            treasury = await connection.fetchval(
-                "SELECT id FROM account WHERE asset = $1 AND kind = 'treasury'", wallet["asset"]
-            )
-            api_key_id = await connection.fetchval("SELECT id FROM api_key ORDER BY created_at LIMIT 1")
-            await connection.execute(
-                """
-                INSERT INTO transaction (id, type, asset, amount, wallet_id, reference, api_key_id)
-                SELECT t.id, 'topup', $3, t.amount, $4, 'seeded-in-sql', $5
-                FROM unnest($1::uuid[], $2::bigint[]) AS t(id, amount)
-                """,
-                ids,
-                amounts,
-                wallet["asset"],
-                uuid.UUID(wallet_id),
-                api_key_id,
-            )
-            await connection.execute(
-                """
-                INSERT INTO entry (transaction_id, account_id, direction, amount, balance_after, slot)
-                SELECT t.id, e.account_id, e.direction, t.amount, e.balance_after, e.slot
-                FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::smallint[])
-                    WITH ORDINALITY AS t(id, amount, balance_after, slot, n)
-                CROSS JOIN LATERAL (VALUES
-                    (1, $5::uuid, 'debit', NULL::bigint, t.slot),
-                    (2, $6::uuid, 'credit', t.balance_after, NULL::smallint)
-                ) AS e(side, account_id, direction, balance_after, slot)
-                ORDER BY t.n, e.side
-                """,
-                ids,
-                amounts,
-                balances,
-                slots,
-                treasury,
-                uuid.UUID(wallet_id),
-            )
-            await connection.execute(
-                """
-                UPDATE account_slot s SET balance = s.balance - moved.total
-                FROM (
-                    SELECT t.slot, sum(t.amount)::bigint AS total
-                    FROM unnest($1::bigint[], $2::smallint[]) AS t(amount, slot) GROUP BY t.slot
-                ) moved
-                WHERE s.account_id = $3 AND s.slot = moved.slot
-                """,
-                amounts,
-                slots,
-                treasury,
-            )
-            await connection.execute(
-                "UPDATE account SET balance = $2, updated_at = now() WHERE id = $1",
-                uuid.UUID(wallet_id),
-                target,
-            )
-    finally:
-        await connection.close()
-
-
 @pytest.fixture
 def server_of_its_own(create_database: Callable[[], str], tmp_path: Path) -> Iterator[Server]:
     url = create_database()
@@ -929,7 +862,7 @@ def test_credit_beyond_the_balance_limit_is_declined_and_stored(server_of_its_ow
         full = new_wallet(client)
         sender = new_wallet(client)
         assert topup(client, sender, 100).status_code == 201
-        asyncio.run(raise_balance_in_sql(server.database_url, full, BALANCE_MAX - 5))
+        asyncio.run(fund_wallet(server.database_url, full, BALANCE_MAX - 5))
         verified = wallet_command("ledger", "verify", database_url=server.database_url, check=False)
         assert verified.returncode == 0, verified.stdout
         assert balance(client, full) == BALANCE_MAX - 5

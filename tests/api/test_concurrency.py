@@ -53,7 +53,8 @@ async def wallet_entries(server: Server, wallet_id: str) -> list[asyncpg.Record]
     database = await asyncpg.connect(server.database_url)
     try:
         return await database.fetch(
-            "SELECT id, direction, amount, balance_after FROM entry WHERE account_id = $1 ORDER BY id",
+            "SELECT account_sequence, direction, amount, balance_after FROM entry WHERE account_id = $1"
+            " ORDER BY account_sequence",
             uuid.UUID(wallet_id),
         )
     finally:

@@ -71,7 +71,7 @@ async def transaction_ids_of(server: Server, wallet_id: str) -> set[uuid.UUID]:
 
 async def stored_keys(server: Server, key: str) -> list[asyncpg.Record]:
     return await fetch(
-        server, "SELECT api_key_id, status, transaction_id FROM idempotency_key WHERE key = $1", key
+        server, "SELECT api_key_id, decline_code, transaction_id FROM idempotency_key WHERE key = $1", key
     )
 
 
@@ -93,7 +93,7 @@ async def test_replay_is_byte_identical_marked_replayed_and_moves_money_once(ser
     transaction_id = uuid.UUID(first.json()["id"])
     assert await transaction_ids_of(server, wallet_id) == {transaction_id}
     [stored] = await stored_keys(server, key)
-    assert (stored["status"], stored["transaction_id"]) == (201, transaction_id)
+    assert (stored["decline_code"], stored["transaction_id"]) == (None, transaction_id)
     rows = await fetch(server, "SELECT count(*) AS n FROM transaction WHERE id = $1", transaction_id)
     assert rows[0]["n"] == 1
 
@@ -211,7 +211,7 @@ async def test_declined_spend_replays_its_409_after_the_wallet_is_topped_up(serv
         assert await balance(client, wallet_id) == 110
         await assert_ledger_ok(client)
     [stored] = await stored_keys(server, key)
-    assert (stored["status"], stored["transaction_id"]) == (409, None)
+    assert (stored["decline_code"], stored["transaction_id"]) == ("insufficient_funds", None)
 
 
 async def test_replay_ignores_json_key_order_and_whitespace(server: Server) -> None:
@@ -330,7 +330,7 @@ async def test_wallet_not_found_on_a_topup_is_stored_and_replayed(server: Server
         assert_replay_of(replay, first)
         await assert_ledger_ok(client)
     [stored] = await stored_keys(server, key)
-    assert (stored["status"], stored["transaction_id"]) == (404, None)
+    assert (stored["decline_code"], stored["transaction_id"]) == ("wallet_not_found", None)
 
 
 async def test_wallet_not_found_on_a_transfer_target_is_stored_and_replayed(server: Server) -> None:

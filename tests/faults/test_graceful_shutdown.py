@@ -5,6 +5,7 @@ exactly once.
 
 To have requests surely in flight at the signal, a few spends wait on a wallet row that the
 test keeps locked from a connection of its own, and the lock is released only after SIGTERM.
+The service posts them in its waiting lane (ledger/group_commit.py), whose size /metrics shows.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import uuid
 from pathlib import Path
 
 import asyncpg
+import httpx
 import pytest
 
 from faults.conftest import MakeServer, open_accounts
@@ -37,6 +39,7 @@ SIGNALLED_AFTER_ANSWERS = 200
 LOCK_RELEASED_AFTER_SECONDS = 1.0
 REFUSING_WITHIN_SECONDS = 2.0
 WAIT_SECONDS_MAX = 20.0
+WAITING_METRIC = "wallet_group_commit_waiting_on_locks"
 
 
 async def test_sigterm_finishes_requests_in_flight_and_loses_no_answered_one(
@@ -57,7 +60,7 @@ async def test_sigterm_finishes_requests_in_flight_and_loses_no_answered_one(
         await lock.execute("SELECT 1 FROM account WHERE id = $1 FOR UPDATE", uuid.UUID(held_wallet))
         running = asyncio.gather(workload.run(), held.run())
         await workload.wait_until_answered(SIGNALLED_AFTER_ANSWERS)
-        await wait_for_lock_waiters(lock, HELD_SPENDS)
+        await wait_for_held_spends(lock, server.base_url, HELD_SPENDS)
         server.terminate()
         signalled_at = time.monotonic()
         refusing_seconds = await seconds_until_refused(server.port, signalled_at)
@@ -96,20 +99,31 @@ def held_spends(wallet_id: str) -> list[Operation]:
     ]
 
 
-async def wait_for_lock_waiters(connection: asyncpg.Connection, count: int) -> None:
-    """Until `count` of the service's statements wait for a lock."""
+async def wait_for_held_spends(connection: asyncpg.Connection, base_url: str, count: int) -> None:
+    """Until `count` requests wait for the held wallet in the service and one of its statements
+    waits for the lock in the database."""
     deadline = time.monotonic() + WAIT_SECONDS_MAX
-    while time.monotonic() < deadline:
-        waiting = await connection.fetchval(
-            """
-            SELECT count(*) FROM pg_stat_activity
-            WHERE datname = current_database() AND application_name = 'wallet' AND wait_event_type = 'Lock'
-            """
-        )
-        if waiting >= count:
-            return
-        await asyncio.sleep(0.05)
+    async with httpx.AsyncClient(base_url=base_url, timeout=10) as client:
+        while time.monotonic() < deadline:
+            lock_waiters = await connection.fetchval(
+                """
+                SELECT count(*) FROM pg_stat_activity
+                WHERE datname = current_database() AND application_name = 'wallet'
+                  AND wait_event_type = 'Lock'
+                """
+            )
+            metrics = (await client.get("/metrics")).text
+            if lock_waiters >= 1 and metric_value(metrics, WAITING_METRIC) >= count:
+                return
+            await asyncio.sleep(0.05)
     raise AssertionError(f"fewer than {count} requests waited on the held wallet")
+
+
+def metric_value(document: str, name: str) -> float:
+    for line in document.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return 0.0
 
 
 async def seconds_until_refused(port: int, since: float) -> float:

@@ -176,10 +176,10 @@ async def assert_applied_exactly_once(
     try:
         stored = await connection.fetch(
             """
-            SELECT i.key, i.status, i.transaction_id, count(t.id) AS transactions
+            SELECT i.key, i.decline_code, i.transaction_id, count(t.id) AS transactions
             FROM idempotency_key i LEFT JOIN transaction t ON t.id = i.transaction_id
             WHERE i.api_key_id = $1
-            GROUP BY i.key, i.status, i.transaction_id
+            GROUP BY i.key, i.decline_code, i.transaction_id
             """,
             key_id,
         )
@@ -221,7 +221,8 @@ def _assert_keys_match(outcomes: list[Outcome], stored: dict[str, asyncpg.Record
     for outcome in outcomes:
         row = stored[outcome.operation.key]
         assert outcome.document is not None
-        assert row["status"] == outcome.status, (outcome.operation, row)
+        stored_code = None if outcome.status == 201 else outcome.document["code"]
+        assert row["decline_code"] == stored_code, (outcome.operation, row)
         if outcome.status == 201:
             assert str(row["transaction_id"]) == outcome.document["id"], (outcome.operation, row)
             assert row["transactions"] == 1, (outcome.operation, row)

@@ -19,6 +19,7 @@ import pytest
 from support import Server
 from support import async_assert_ledger_ok as assert_ledger_ok
 from support import async_balance as balance
+from wallet.ledger import posting
 from wallet.ledger.limits import SLOT_COUNT
 
 SHORT_TIMEOUT_SECONDS = 5.0
@@ -111,25 +112,15 @@ async def test_a_held_treasury_slot_does_not_delay_topups_to_other_wallets(serve
         async with connect(server, HOLDER_APPLICATION) as holder, connect(server) as probe:
             treasury = await treasury_id(probe)
             api_key_id = await probe.fetchval("SELECT id FROM api_key LIMIT 1")
-            held_transaction_id = uuid.uuid4()
             holding = holder.transaction()
             await holding.start()
             try:
-                # The statement the service runs for a top-up (ledger/posting.py), left uncommitted.
-                held = await holder.fetchrow(
-                    "SELECT status, body, replayed FROM ledger_post($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-                    api_key_id,
-                    f"held-{uuid.uuid4()}",
-                    os.urandom(32),
-                    held_transaction_id,
-                    "topup",
-                    None,
-                    uuid.UUID(held_wallet),
-                    5,
-                    None,
-                    None,
-                )
-                assert held is not None and held["status"] == 201, held
+                # What the service runs for a top-up (ledger/posting.py), left uncommitted.
+                movement = posting.topup(uuid.UUID(held_wallet), 5, None, None)
+                request = posting.Request(api_key_id, f"held-{uuid.uuid4()}", os.urandom(32), movement)
+                held_transaction_id = request.transaction_id
+                [held] = await posting.post(holder, [request], wait_for_locks=True)
+                assert held.result is posting.Result.POSTED, held
                 held_slot = await holder.fetchval(
                     "SELECT slot FROM entry WHERE transaction_id = $1 AND account_id = $2",
                     held_transaction_id,
@@ -214,7 +205,7 @@ async def test_holding_every_treasury_slot_makes_a_topup_wait_until_released(ser
                 patient = asyncio.create_task(topup(client, patient_wallet, 6, patient_key, 30.0))
                 tasks += [impatient, patient]
                 waiter = await wait_for_lock_waiter(probe, holder_pid, within=SHORT_TIMEOUT_SECONDS)
-                assert "ledger_post" in waiter["query"], dict(waiter)
+                assert "ledger.post" in waiter["query"], dict(waiter)
 
                 with pytest.raises(httpx.TimeoutException):
                     await impatient

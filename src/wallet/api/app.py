@@ -21,7 +21,9 @@ from starlette.routing import Match, Mount
 
 from wallet import housekeeping, logs
 from wallet import metrics as service_metrics
-from wallet.api import schemas
+from wallet.api import movements, schemas
+from wallet.api.auth import KeyCache
+from wallet.api.deps import pooled_connection
 from wallet.api.middleware import InstrumentedFastAPI
 from wallet.api.problems import Problem, unavailable
 from wallet.api.routes import router
@@ -29,6 +31,7 @@ from wallet.config import Settings, load_settings
 from wallet.db import migrate
 from wallet.db.pool import create_pool
 from wallet.ledger.errors import LedgerError
+from wallet.ledger.group_commit import GroupCommit
 from wallet.web.routes import router as web_router
 
 log = structlog.get_logger("wallet.api")
@@ -39,6 +42,7 @@ LEDGER_ERROR_STATUS = {
     "transaction_not_found": 404,
     "asset_conflict": 409,
     "balance_limit_exceeded": 422,
+    "same_account": 422,
 }
 # Errors that mean "the database is not answering right now": the client may retry.
 UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
@@ -61,6 +65,8 @@ REQUEST_SCHEMAS = (
     schemas.WalletCreate,
     schemas.MovementRequest,
     schemas.TransferRequest,
+    schemas.JournalRequest,
+    schemas.BatchRequest,
 )
 
 
@@ -72,12 +78,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         assert settings.database_url is not None, "wallet serve sets the database URL"
         app.state.pool = await create_pool(settings, settings.database_url)
+        app.state.key_cache = KeyCache(settings, settings.database_url) if settings.api_key_cache else None
+        if app.state.key_cache is not None:
+            await app.state.key_cache.start()
+        app.state.group_commit = GroupCommit(
+            lambda: pooled_connection(app.state.pool, settings),
+            in_flight_max=settings.group_commit_in_flight_max,
+            group_size_max=settings.group_commit_size_max,
+            observe_group=service_metrics.GROUP_COMMIT_SIZE.observe,
+            observe_waiting_on_locks=service_metrics.GROUP_COMMIT_WAITING_ON_LOCKS.set,
+        )
         pool_sampler = service_metrics.start_pool_sampler(app.state.pool)
         purge = housekeeping.start_purge(app.state.pool, settings)
         try:
             yield
         finally:
             await housekeeping.stop(purge)
+            await app.state.group_commit.close()
+            if app.state.key_cache is not None:
+                await app.state.key_cache.stop()
             pool_sampler.cancel()
             await app.state.pool.close()
             service_metrics.worker_stopped(settings.prometheus_multiproc_dir)
@@ -94,6 +113,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.head_revision = migrate.head_revision()
     _add_probes(app)
     _add_docs(app)
+    app.include_router(movements.router)
     app.include_router(router)
     app.include_router(web_router)
     _add_error_handlers(app)

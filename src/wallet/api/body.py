@@ -13,6 +13,9 @@ from wallet.api.problems import Problem
 from wallet.idempotency import canonical_json
 
 BODY_SIZE_MAX = 64 * 1024
+# POST /v1/batches: up to BATCH_SIZE_MAX items, which do not fit in 64 KiB (a spend item takes
+# about 120 bytes); 1 MiB holds a thousand items of about 1 KiB each.
+BODY_SIZE_MAX_BATCH = 1024 * 1024
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
@@ -24,15 +27,16 @@ def _media_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
 
 
-async def read_body(request: Request) -> bytes:
+async def read_body(request: Request, size_max: int = BODY_SIZE_MAX) -> bytes:
+    too_large = Problem(413, "payload_too_large", f"Request bodies are limited to {size_max} bytes.")
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > BODY_SIZE_MAX:
-        raise Problem(413, "payload_too_large", f"Request bodies are limited to {BODY_SIZE_MAX} bytes.")
+    if declared is not None and declared.isdigit() and int(declared) > size_max:
+        raise too_large
     chunks = bytearray()
     async for chunk in request.stream():
         chunks += chunk
-        if len(chunks) > BODY_SIZE_MAX:
-            raise Problem(413, "payload_too_large", f"Request bodies are limited to {BODY_SIZE_MAX} bytes.")
+        if len(chunks) > size_max:
+            raise too_large
     return bytes(chunks)
 
 
@@ -42,12 +46,12 @@ class JsonBody:
     canonical: bytes  # canonical_json(value): what an idempotency fingerprint hashes
 
 
-async def read_json(request: Request) -> JsonBody:
+async def read_json(request: Request, size_max: int = BODY_SIZE_MAX) -> JsonBody:
     """The parsed JSON body. Rejects other media types (415), big bodies (413) and anything that
     is not strict UTF-8 JSON (400): NaN, Infinity, lone surrogates, nesting too deep."""
     if _media_type(request) != "application/json":
         raise Problem(415, "unsupported_media_type", "Send the request body as application/json.")
-    raw = await read_body(request)
+    raw = await read_body(request, size_max)
     try:
         value = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
         canonical = canonical_json(value)  # also: every string must encode as UTF-8

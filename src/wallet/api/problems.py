@@ -38,6 +38,22 @@ TITLES: dict[str, str] = {
 }
 
 
+# The status of each business decline the posting core can store (ledger/sql/post.sql).
+DECLINE_STATUS: dict[str, int] = {
+    "asset_not_found": 404,
+    "wallet_not_found": 404,
+    "asset_mismatch": 422,
+    "insufficient_funds": 409,
+    "balance_limit_exceeded": 422,
+}
+
+
+def decline_status(code: str) -> int:
+    status = DECLINE_STATUS[code]
+    assert code in TITLES
+    return status
+
+
 class Problem(Exception):
     """Raised by routes and dependencies; rendered by the app's exception handler."""
 

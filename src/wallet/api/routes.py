@@ -1,4 +1,5 @@
-"""The HTTP routes of API v1. Thin: parse, call the ledger, render."""
+"""The HTTP routes of API v1 that move no money (those are in api/movements.py). Thin: parse,
+call the ledger, render."""
 
 from __future__ import annotations
 
@@ -10,15 +11,11 @@ import orjson
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel
 
-from wallet import metrics
 from wallet.api import schemas
-from wallet.api.body import JsonBody, read_json, validate
-from wallet.api.deps import Admin, IdempotencyKey, Reader, WalletId, Writer, connection
+from wallet.api.body import read_json, validate
+from wallet.api.deps import Admin, Reader, WalletId, Writer, connection
 from wallet.api.problems import PROBLEM_MEDIA_TYPE, Problem
-from wallet.idempotency import canonical_json, fingerprint
-from wallet.keys import ApiKey
-from wallet.ledger import accounts, balances, history, posting, verify
-from wallet.ledger.errors import LedgerError
+from wallet.ledger import accounts, balances, history, transactions, verify
 from wallet.ledger.limits import PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX
 
 router = APIRouter(prefix="/v1")
@@ -43,7 +40,6 @@ def _body_schema(model: type[BaseModel]) -> dict[str, Any]:
 
 READ_PROBLEMS = _problems(401, 403, 422, 503)
 WRITE_PROBLEMS = _problems(400, 401, 403, 413, 415, 422, 503)
-MOVEMENT_PROBLEMS = _problems(400, 401, 403, 404, 409, 413, 415, 422, 503)
 
 
 @router.get("/assets", response_model=schemas.AssetList, responses=READ_PROBLEMS)
@@ -101,103 +97,6 @@ async def get_wallet(request: Request, _: Reader, wallet_id: WalletId) -> Respon
     return _json(wallet.to_document())
 
 
-async def _move(
-    request: Request, api_key_id: uuid.UUID, key: str, movement: posting.Movement, body: JsonBody
-) -> Response:
-    request_fingerprint = fingerprint(request.method, request.url.path, body.canonical)
-    async with connection(request) as database:
-        try:
-            outcome = await posting.post(database, movement, api_key_id, key, request_fingerprint)
-        except LedgerError as error:
-            metrics.record_ledger_operation(movement.kind.value, error.code)
-            raise
-    metrics.record_posting(movement.kind.value, outcome)
-    headers = {"Idempotent-Replayed": "true"} if outcome.replayed else None
-    media_type = JSON_MEDIA_TYPE if outcome.status < 400 else PROBLEM_MEDIA_TYPE
-    return Response(outcome.body, status_code=outcome.status, media_type=media_type, headers=headers)
-
-
-def _metadata_json(metadata: dict[str, Any] | None) -> str | None:
-    return None if metadata is None else canonical_json(metadata).decode()
-
-
-async def _wallet_movement(
-    request: Request, caller: ApiKey, key: str, wallet_id: uuid.UUID, kind: posting.Kind
-) -> Response:
-    raw = await read_json(request)
-    body = validate(schemas.MovementRequest, raw.value)
-    credited = kind is not posting.Kind.SPEND
-    movement = posting.Movement(
-        kind=kind,
-        source_wallet_id=None if credited else wallet_id,
-        target_wallet_id=wallet_id if credited else None,
-        amount=body.amount,
-        reference=body.reference,
-        metadata_json=_metadata_json(body.metadata),
-    )
-    return await _move(request, caller.id, key, movement, raw)
-
-
-# Documented here rather than by the dependency that reads it (deps.idempotency_key), whose own
-# checks answer 400 as API.md asks (a declared constraint would make FastAPI answer 422).
-IDEMPOTENCY_KEY_PARAMETER = {
-    "name": "Idempotency-Key",
-    "in": "header",
-    "required": True,
-    "description": "1-255 printable ASCII characters; a retry with the same key replays. "
-    "Missing: 400 idempotency_key_missing; malformed: 400 idempotency_key_invalid.",
-    "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[\\x20-\\x7e]+$"},
-}
-
-
-def _movement_extra(model: type[BaseModel]) -> dict[str, Any]:
-    return {**_body_schema(model), "parameters": [IDEMPOTENCY_KEY_PARAMETER]}
-
-
-MOVEMENT_ROUTE: dict[str, Any] = {
-    "status_code": 201,
-    "response_model": schemas.Transaction,
-    "responses": {200: {"model": schemas.Transaction, "description": "Never sent."}, **MOVEMENT_PROBLEMS},
-    "openapi_extra": _movement_extra(schemas.MovementRequest),
-}
-
-
-@router.post("/wallets/{wallet_id}/topup", **MOVEMENT_ROUTE)
-async def topup(request: Request, caller: Writer, key: IdempotencyKey, wallet_id: WalletId) -> Response:
-    """Credit the wallet, debit the asset's treasury account."""
-    return await _wallet_movement(request, caller, key, wallet_id, posting.Kind.TOPUP)
-
-
-@router.post("/wallets/{wallet_id}/bonus", **MOVEMENT_ROUTE)
-async def bonus(request: Request, caller: Writer, key: IdempotencyKey, wallet_id: WalletId) -> Response:
-    """Credit the wallet, debit the asset's bonus account."""
-    return await _wallet_movement(request, caller, key, wallet_id, posting.Kind.BONUS)
-
-
-@router.post("/wallets/{wallet_id}/spend", **MOVEMENT_ROUTE)
-async def spend(request: Request, caller: Writer, key: IdempotencyKey, wallet_id: WalletId) -> Response:
-    """Debit the wallet, credit the asset's revenue account; 409 when the balance is short."""
-    return await _wallet_movement(request, caller, key, wallet_id, posting.Kind.SPEND)
-
-
-@router.post("/transfers", **{**MOVEMENT_ROUTE, "openapi_extra": _movement_extra(schemas.TransferRequest)})
-async def transfer(request: Request, caller: Writer, key: IdempotencyKey) -> Response:
-    """Move an amount between two wallets of the same asset."""
-    raw = await read_json(request)
-    body = validate(schemas.TransferRequest, raw.value)
-    if body.from_wallet_id == body.to_wallet_id:
-        raise Problem(422, "same_wallet", "A transfer needs two different wallets.")
-    movement = posting.Movement(
-        kind=posting.Kind.TRANSFER,
-        source_wallet_id=body.from_wallet_id,
-        target_wallet_id=body.to_wallet_id,
-        amount=body.amount,
-        reference=body.reference,
-        metadata_json=_metadata_json(body.metadata),
-    )
-    return await _move(request, caller.id, key, movement, raw)
-
-
 @router.get(
     "/wallets/{wallet_id}/transactions",
     response_model=schemas.TransactionPage,
@@ -222,9 +121,8 @@ async def wallet_transactions(
             ) from None
     async with connection(request) as database:
         page = await history.wallet_history(database, wallet_id, limit, cursor)
-    next_cursor = orjson.dumps(page.next_cursor)
-    body = b'{"data":[' + ",".join(page.documents).encode() + b'],"next_cursor":' + next_cursor + b"}"
-    return Response(body, media_type=JSON_MEDIA_TYPE)
+    data = [orjson.Fragment(record.to_json()) for record in page.transactions]
+    return _json({"data": data, "next_cursor": page.next_cursor})
 
 
 @router.get(
@@ -240,8 +138,8 @@ async def get_transaction(request: Request, _: Reader, transaction_id: str) -> R
             404, "transaction_not_found", f"Transaction {transaction_id[:64]!r} does not exist."
         ) from None
     async with connection(request) as database:
-        document = await history.get_transaction(database, parsed)
-    return Response(document, media_type=JSON_MEDIA_TYPE)
+        record = await transactions.get_transaction(database, parsed)
+    return Response(record.to_json(), media_type=JSON_MEDIA_TYPE)
 
 
 @router.get("/ledger/verify", response_model=schemas.Verification, responses=READ_PROBLEMS)

@@ -6,10 +6,10 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from wallet.idempotency import canonical_json
-from wallet.ledger.limits import AMOUNT_MAX, AMOUNT_MIN
+from wallet.ledger.limits import AMOUNT_MAX, AMOUNT_MIN, BATCH_SIZE_MAX, POSTINGS_MAX
 
 METADATA_SIZE_MAX = 4096
 METADATA_DEPTH_MAX = 8
@@ -47,32 +47,117 @@ class WalletCreate(_Request):
     asset: AssetCode
 
 
+def _metadata_within_limits(value: dict[str, Any]) -> dict[str, Any]:
+    encoded = canonical_json(value)
+    if len(encoded) > METADATA_SIZE_MAX:
+        raise ValueError(f"metadata must be at most {METADATA_SIZE_MAX} bytes of JSON")
+    if _depth(value) > METADATA_DEPTH_MAX:
+        raise ValueError(f"metadata must nest at most {METADATA_DEPTH_MAX} levels")
+    if b"\\u0000" in encoded:
+        raise ValueError("metadata must not contain NUL characters")
+    return value
+
+
+Metadata = Annotated[
+    dict[str, Any],
+    AfterValidator(_metadata_within_limits),
+    Field(description=f"A JSON object of at most {METADATA_SIZE_MAX} bytes and {METADATA_DEPTH_MAX} levels."),
+]
+
+
 class MovementRequest(_Request):
     amount: Amount
     reference: Reference | None = None
-    metadata: dict[str, Any] | None = Field(
-        default=None,
-        description=f"A JSON object of at most {METADATA_SIZE_MAX} bytes and {METADATA_DEPTH_MAX} levels.",
-    )
-
-    @field_validator("metadata")
-    @classmethod
-    def _metadata_limits(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        if value is None:
-            return None
-        encoded = canonical_json(value)
-        if len(encoded) > METADATA_SIZE_MAX:
-            raise ValueError(f"metadata must be at most {METADATA_SIZE_MAX} bytes of JSON")
-        if _depth(value) > METADATA_DEPTH_MAX:
-            raise ValueError(f"metadata must nest at most {METADATA_DEPTH_MAX} levels")
-        if b"\\u0000" in encoded:
-            raise ValueError("metadata must not contain NUL characters")
-        return value
+    metadata: Metadata | None = None
 
 
 class TransferRequest(MovementRequest):
     from_wallet_id: uuid.UUID
     to_wallet_id: uuid.UUID
+
+
+SystemAccountName = Literal["treasury", "bonus", "revenue"]
+
+
+class JournalPosting(_Request):
+    from_: uuid.UUID | SystemAccountName = Field(
+        alias="from", description="A wallet id, or the asset's system account treasury, bonus or revenue."
+    )
+    to: uuid.UUID | SystemAccountName = Field(description="As `from`; not the same account.")
+    amount: Amount
+
+    @model_validator(mode="after")
+    def _two_accounts(self) -> JournalPosting:
+        if self.from_ == self.to:
+            raise ValueError("a posting needs two different accounts")
+        return self
+
+
+class JournalRequest(_Request):
+    asset: AssetCode
+    postings: list[JournalPosting] = Field(min_length=1, max_length=POSTINGS_MAX)
+    reference: Reference | None = None
+    metadata: Metadata | None = None
+
+    @model_validator(mode="after")
+    def _touches_a_wallet(self) -> JournalRequest:
+        if not any(isinstance(side, uuid.UUID) for p in self.postings for side in (p.from_, p.to)):
+            raise ValueError("at least one posting must debit or credit a wallet")
+        return self
+
+
+IdempotencyKeyText = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=255,
+        pattern=r"^[\x20-\x7e]+$",
+        description="As the Idempotency-Key header of the single request: 1-255 printable ASCII characters.",
+    ),
+]
+
+
+class BatchWalletItem(MovementRequest):
+    op: Literal["topup", "bonus", "spend"]
+    wallet_id: uuid.UUID
+    idempotency_key: IdempotencyKeyText
+
+
+class BatchTransferItem(TransferRequest):
+    op: Literal["transfer"]
+    idempotency_key: IdempotencyKeyText
+
+
+class BatchJournalItem(JournalRequest):
+    op: Literal["journal"]
+    idempotency_key: IdempotencyKeyText
+
+
+BATCH_ITEM_MODELS: dict[str, type[_Request]] = {
+    "topup": BatchWalletItem,
+    "bonus": BatchWalletItem,
+    "spend": BatchWalletItem,
+    "transfer": BatchTransferItem,
+    "journal": BatchJournalItem,
+}
+
+
+class BatchRequest(_Request):
+    """Documents the batch body; each item is validated by its `op` (BATCH_ITEM_MODELS)."""
+
+    items: list[
+        Annotated[BatchWalletItem | BatchTransferItem | BatchJournalItem, Field(discriminator="op")]
+    ] = Field(min_length=1, max_length=BATCH_SIZE_MAX)
+
+
+class BatchResult(BaseModel):
+    status: int
+    replayed: bool
+    body: dict[str, Any] = Field(description="The Transaction, or the problem document.")
+
+
+class BatchResponse(BaseModel):
+    results: list[BatchResult]
 
 
 class Asset(BaseModel):
@@ -108,7 +193,7 @@ class Entry(BaseModel):
 
 class Transaction(BaseModel):
     id: uuid.UUID
-    type: Literal["topup", "bonus", "spend", "transfer"]
+    type: Literal["topup", "bonus", "spend", "transfer", "journal"]
     asset: str
     amount: int
     wallet_id: uuid.UUID

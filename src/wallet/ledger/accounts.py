@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -12,13 +12,8 @@ import asyncpg
 from wallet._ids import uuid7
 from wallet.ledger.errors import AssetConflict, AssetNotFound, WalletNotFound
 from wallet.ledger.limits import SLOT_COUNT, SYSTEM_ACCOUNT_KINDS
+from wallet.ledger.transactions import timestamp_text
 from wallet.types import Connection
-
-
-def timestamp_text(value: datetime) -> str:
-    """RFC 3339 UTC with microseconds; the same format as SQL's ledger_timestamp()."""
-    assert value.tzinfo is not None
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,3 +29,9 @@ class TransactionNotFound(LedgerError):
 
 class BalanceLimitExceeded(LedgerError):
     code = "balance_limit_exceeded"
+
+
+class SameAccount(LedgerError):
+    """A posting that would debit and credit one account; the faces refuse it before the core."""
+
+    code = "same_account"

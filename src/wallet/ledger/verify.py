@@ -1,12 +1,23 @@
-"""The four ledger invariants of the API contract, checked on one consistent snapshot.
+"""The ledger invariants of the API contract, and the checks that stand in for foreign keys,
+all on one consistent snapshot.
 
-1. Every transaction's entries balance: sum of debits = sum of credits.
+Invariants (API.md):
+1. Every transaction's entries balance: sum of debits = sum of credits (= its amount).
 2. Every account's stored balance = credits - debits of its entries.
 3. No user wallet balance is negative.
 4. For each asset, the balances of all accounts (user and system) sum to zero.
 
-The check runs in a REPEATABLE READ, READ ONLY transaction: it reads one snapshot and takes no
-row locks, so writes go on while it runs.
+Checks of the ledger's own bookkeeping:
+- references: every entry names an existing transaction and account, every transaction an
+  existing asset, wallet and API key, every idempotency row an existing transaction (the tables
+  have no foreign keys to those rows; see migration 0002);
+- sequence: each account's entries (each slot's, for a system account) are numbered 1..n with
+  no gap or repeat, n is the count the account keeps, and a wallet's entries never go back in
+  time;
+- balance_after: each wallet entry's balance_after is the one before it plus or minus its amount.
+
+The checks run in a REPEATABLE READ, READ ONLY transaction: one snapshot, no row locks, so
+writes go on while they run.
 """
 
 from __future__ import annotations
@@ -58,6 +69,81 @@ LEFT JOIN (SELECT account_id, sum(balance) AS balance FROM account_slot GROUP BY
     ON s.account_id = a.id
 GROUP BY a.asset
 HAVING sum(a.balance + coalesce(s.balance, 0)) <> 0
+"""
+
+BROKEN_REFERENCES = """
+SELECT 'entry ' || e.transaction_id || '/' || e.entry_index || ' names no transaction' AS detail
+FROM entry e WHERE NOT EXISTS (SELECT FROM transaction t WHERE t.id = e.transaction_id)
+UNION ALL
+SELECT 'entry ' || e.transaction_id || '/' || e.entry_index || ' names no account ' || e.account_id
+FROM entry e WHERE NOT EXISTS (SELECT FROM account a WHERE a.id = e.account_id)
+UNION ALL
+SELECT 'entry ' || e.transaction_id || '/' || e.entry_index || ' of a system account names no slot'
+FROM entry e
+WHERE e.slot IS NOT NULL
+  AND NOT EXISTS (SELECT FROM account_slot s WHERE s.account_id = e.account_id AND s.slot = e.slot)
+UNION ALL
+SELECT 'transaction ' || t.id || ' names no asset ' || t.asset
+FROM transaction t WHERE NOT EXISTS (SELECT FROM asset s WHERE s.code = t.asset)
+UNION ALL
+SELECT 'transaction ' || t.id || ' names no wallet ' || t.wallet_id
+FROM transaction t
+WHERE NOT EXISTS (SELECT FROM account a WHERE a.id = t.wallet_id AND a.kind = 'user' AND a.asset = t.asset)
+UNION ALL
+SELECT 'transaction ' || t.id || ' names no API key ' || t.api_key_id
+FROM transaction t WHERE NOT EXISTS (SELECT FROM api_key k WHERE k.id = t.api_key_id)
+UNION ALL
+SELECT 'entry ' || e.transaction_id || '/' || e.entry_index || ' is of another asset than its transaction'
+FROM entry e JOIN transaction t ON t.id = e.transaction_id JOIN account a ON a.id = e.account_id
+WHERE a.asset <> t.asset
+UNION ALL
+SELECT 'idempotency key ' || i.key || ' names no transaction ' || i.transaction_id
+FROM idempotency_key i
+WHERE i.transaction_id IS NOT NULL AND NOT EXISTS (SELECT FROM transaction t WHERE t.id = i.transaction_id)
+LIMIT $1
+"""
+
+BROKEN_SEQUENCES = """
+WITH numbered AS (
+    SELECT e.account_id, e.slot, e.account_sequence, e.created_at,
+        row_number() OVER w AS expected,
+        lag(e.created_at) OVER w AS previous_at,
+        count(*) OVER (PARTITION BY e.account_id, e.slot) AS entries
+    FROM entry e
+    WINDOW w AS (PARTITION BY e.account_id, e.slot ORDER BY e.account_sequence)
+), kept AS (
+    SELECT a.id AS account_id, NULL::smallint AS slot, a.entry_count FROM account a WHERE a.kind = 'user'
+    UNION ALL
+    SELECT s.account_id, s.slot, s.entry_count FROM account_slot s
+)
+SELECT 'account ' || n.account_id || coalesce(' slot ' || n.slot, '') || ': entry '
+    || n.account_sequence || ' is number ' || n.expected || ' of its entries' AS detail
+FROM numbered n WHERE n.account_sequence <> n.expected
+UNION ALL
+SELECT 'account ' || n.account_id || ': entry ' || n.account_sequence || ' is older than the one before it'
+FROM numbered n WHERE n.slot IS NULL AND n.created_at < n.previous_at
+UNION ALL
+SELECT 'account ' || k.account_id || coalesce(' slot ' || k.slot, '') || ' counts '
+    || k.entry_count || ' entries, has ' || coalesce(c.entries, 0)
+FROM kept k
+LEFT JOIN (SELECT account_id, slot, count(*) AS entries FROM entry GROUP BY account_id, slot) c
+    ON c.account_id = k.account_id AND c.slot IS NOT DISTINCT FROM k.slot
+WHERE k.entry_count <> coalesce(c.entries, 0)
+LIMIT $1
+"""
+
+BROKEN_BALANCES_AFTER = """
+SELECT 'wallet ' || e.account_id || ': entry ' || e.account_sequence || ' says balance after '
+    || e.balance_after || ', the entries before it and its amount make ' || e.expected AS detail
+FROM (
+    SELECT e.account_id, e.account_sequence, e.balance_after,
+        sum(CASE WHEN e.direction = 'credit' THEN e.amount ELSE -e.amount END)
+            OVER (PARTITION BY e.account_id ORDER BY e.account_sequence) AS expected
+    FROM entry e
+    WHERE e.slot IS NULL
+) e
+WHERE e.balance_after <> e.expected
+LIMIT $1
 """
 
 
@@ -118,5 +204,11 @@ async def verify(connection: Connection) -> Verification:
                     "detail": f"balances of all {row['asset']} accounts sum to {row['total']}",
                 }
             )
+        for row in await connection.fetch(BROKEN_REFERENCES, PROBLEMS_MAX):
+            result.problems.append({"check": "references", "detail": row["detail"]})
+        for row in await connection.fetch(BROKEN_SEQUENCES, PROBLEMS_MAX):
+            result.problems.append({"check": "sequence", "detail": row["detail"]})
+        for row in await connection.fetch(BROKEN_BALANCES_AFTER, PROBLEMS_MAX):
+            result.problems.append({"check": "balance_after", "detail": row["detail"]})
     del result.problems[PROBLEMS_MAX:]
     return result

@@ -1,0 +1,176 @@
+"""Group commit: concurrent posting requests of one process share database transactions.
+
+Each request is handed to `GroupCommit.post` and waits for its own outcome. While fewer than
+`in_flight_max` groups are being posted, a request is sent at once, alone or with whatever else
+is waiting (a lone request never waits for company); when that many are in flight, requests
+queue and leave together, up to `group_size_max` at a time, as soon as a group comes back. So
+under load one round trip, one commit and one wallet lock serve many requests, and idle, none
+waits.
+
+Two lanes keep a held wallet from holding up everyone:
+- the fast lane posts without waiting for wallet locks (ledger.post skips a wallet another
+  transaction holds and defers the requests that need it);
+- the waiting lane takes the deferred requests, grouped the same way, and posts them waiting for
+  their wallets, at most `in_flight_max_waiting` groups at a time. Requests on a busy (hot)
+  wallet still share its lock, one group at a time; a wallet held for long holds up only them.
+
+Each request of a group keeps its own idempotency row, outcome and response; one's decline does
+not touch the others (ledger.post). Two requests with the same key never share a group: the
+second waits for a later one, and replays the first. When a group fails with a database error
+that is not the database being unreachable or slow, its requests are posted again one by one,
+each in its own transaction: the one that caused the error gets it, the others their outcomes,
+and nothing is lost or applied twice (a group that failed wrote nothing).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+
+import asyncpg
+
+from wallet.ledger import posting
+from wallet.ledger.limits import GROUP_SIZE_MAX
+from wallet.types import Connection
+
+# Errors after which posting the requests one by one is pointless: the database is gone, or
+# slow to the point of a statement timeout. They reach every request of the group.
+GROUP_ERRORS_FINAL: tuple[type[BaseException], ...] = (
+    asyncpg.QueryCanceledError,  # statement_timeout
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+    asyncpg.InterfaceError,
+    OSError,
+    TimeoutError,
+)
+
+
+@dataclass(slots=True)
+class _Waiting:
+    request: posting.Request
+    future: asyncio.Future[posting.Outcome]
+
+
+@dataclass(slots=True)
+class _Lane:
+    wait_for_locks: bool
+    in_flight_max: int
+    waiting: list[_Waiting] = field(default_factory=list)
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    requests: int = 0  # in the lane: queued, or in a group in flight
+
+
+class GroupCommit:
+    def __init__(
+        self,
+        connection: Callable[[], AbstractAsyncContextManager[Connection]],
+        *,
+        in_flight_max: int,
+        group_size_max: int,
+        in_flight_max_waiting: int = 2,
+        observe_group: Callable[[int], None] | None = None,
+        observe_waiting_on_locks: Callable[[int], None] | None = None,
+    ) -> None:
+        assert 1 <= in_flight_max <= 64 and 1 <= in_flight_max_waiting <= 64
+        assert 1 <= group_size_max <= GROUP_SIZE_MAX
+        self._connection = connection
+        self._group_size_max = group_size_max
+        self._observe_group = observe_group or (lambda size: None)
+        self._observe_waiting_on_locks = observe_waiting_on_locks or (lambda count: None)
+        self._fast = _Lane(wait_for_locks=False, in_flight_max=in_flight_max)
+        self._waiting = _Lane(wait_for_locks=True, in_flight_max=in_flight_max_waiting)
+
+    async def post(self, request: posting.Request) -> posting.Outcome:
+        future: asyncio.Future[posting.Outcome] = asyncio.get_running_loop().create_future()
+        self._fast.waiting.append(_Waiting(request, future))
+        self._send(self._fast)
+        return await future
+
+    async def close(self) -> None:
+        """Wait for the groups in flight (the server stops taking requests first)."""
+        while self._fast.tasks or self._waiting.tasks:
+            await asyncio.gather(*self._fast.tasks, *self._waiting.tasks, return_exceptions=True)
+
+    def _send(self, lane: _Lane) -> None:
+        while lane.waiting and len(lane.tasks) < lane.in_flight_max:
+            group = self._take_group(lane)
+            if not group:
+                break
+            task = asyncio.create_task(self._post_group(lane, group))
+            lane.tasks.add(task)
+            task.add_done_callback(lambda done, lane=lane: self._group_done(lane, done))  # type: ignore[misc]
+
+    def _take_group(self, lane: _Lane) -> list[_Waiting]:
+        group: list[_Waiting] = []
+        keys: set[tuple[object, str]] = set()
+        kept: list[_Waiting] = []
+        for waiting in lane.waiting:
+            if waiting.future.done():  # its request was cancelled: the client went away
+                lane.requests -= lane.wait_for_locks
+                continue
+            if len(group) < self._group_size_max and waiting.request.key not in keys:
+                keys.add(waiting.request.key)
+                group.append(waiting)
+            else:
+                kept.append(waiting)
+        lane.waiting = kept
+        return group
+
+    def _group_done(self, lane: _Lane, task: asyncio.Task[None]) -> None:
+        lane.tasks.discard(task)
+        self._send(lane)
+
+    async def _post_group(self, lane: _Lane, group: Sequence[_Waiting]) -> None:
+        self._observe_group(len(group))
+        requests = [waiting.request for waiting in group]
+        try:
+            async with self._connection() as connection:
+                results = await post_each_on_failure(connection, requests, wait_for_locks=lane.wait_for_locks)
+        except BaseException as error:  # handed to every request of the group
+            results = [error] * len(group)
+        deferred = 0
+        for waiting, result in zip(group, results, strict=True):
+            if waiting.future.done():
+                continue
+            if isinstance(result, BaseException):
+                waiting.future.set_exception(result)
+            elif result.result is posting.Result.DEFERRED:
+                assert not lane.wait_for_locks
+                self._waiting.waiting.append(waiting)
+                deferred += 1
+            else:
+                waiting.future.set_result(result)
+        if lane.wait_for_locks:
+            lane.requests -= len(group)
+        self._waiting.requests += deferred
+        if lane.wait_for_locks or deferred:
+            self._observe_waiting_on_locks(self._waiting.requests)
+            self._send(self._waiting)
+
+
+async def post_each_on_failure(
+    connection: Connection, requests: Sequence[posting.Request], *, wait_for_locks: bool
+) -> list[posting.Outcome | BaseException]:
+    """Post the requests together; when that fails with an error one of them may have caused,
+    post them one by one, each with its own outcome or error."""
+    try:
+        return list(await posting.post(connection, requests, wait_for_locks=wait_for_locks))
+    except GROUP_ERRORS_FINAL:
+        raise
+    except asyncpg.PostgresError:  # the group's transaction rolled back: nothing was written
+        if len(requests) == 1:
+            raise
+    results: list[posting.Outcome | BaseException] = []
+    for request in requests:
+        try:
+            (outcome,) = await posting.post(connection, [request], wait_for_locks=wait_for_locks)
+        except GROUP_ERRORS_FINAL:
+            raise
+        except Exception as error:  # this request's own error
+            results.append(error)
+        else:
+            results.append(outcome)
+    return results
