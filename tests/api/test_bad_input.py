@@ -916,6 +916,13 @@ BAD_ROUTES = [
     pytest.param("GET", "/v1/transfers", 405, "method_not_allowed", id="get-transfers"),
     pytest.param("POST", "/v1/ledger/verify", 405, "method_not_allowed", id="post-verify"),
     pytest.param("POST", "/healthz", 405, "method_not_allowed", id="post-healthz"),
+    pytest.param("GET", "/v1/assets/", 404, "not_found", id="assets-trailing-slash"),
+    pytest.param("POST", "/v1/wallets/", 404, "not_found", id="wallets-trailing-slash"),
+    pytest.param("GET", "/v1/wallets/{funded}/", 404, "not_found", id="wallet-trailing-slash"),
+    pytest.param("POST", "/v1/wallets/{funded}/topup/", 404, "not_found", id="topup-trailing-slash"),
+    pytest.param("POST", "/v1/transfers/", 404, "not_found", id="transfers-trailing-slash"),
+    pytest.param("GET", "/healthz/", 404, "not_found", id="healthz-trailing-slash"),
+    pytest.param("GET", "/docs-assets", 404, "not_found", id="mount-without-slash"),
 ]
 
 

@@ -89,6 +89,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         docs_url=None,
         redoc_url=None,
+        # No redirect from `/v1/assets/` to `/v1/assets`: Starlette builds its Location from the
+        # Host header, before authentication; an unknown path is a 404 problem like any other.
+        redirect_slashes=False,
     )
     app.state.settings = settings
     app.state.head_revision = migrate.head_revision()
