@@ -229,6 +229,10 @@ def keys_create(
     """Create an API key; prints it once, alone on the last line."""
     if not 1 <= len(name) <= keys.NAME_LENGTH_MAX or not name.isprintable():
         raise fail(f"--name must be 1-{keys.NAME_LENGTH_MAX} printable characters", 2)
+    if name.startswith(keys.DEMO_KEY_NAME_PREFIX):
+        raise fail(
+            f"--name: names starting with {keys.DEMO_KEY_NAME_PREFIX!r} are reserved for the demo UI", 2
+        )
     try:
         api_key, secret = _run(_settings(), lambda connection: keys.create(connection, name, set(scope)))
     except keys.KeyNameTaken as error:
