@@ -99,6 +99,9 @@ def serve(
         _hand_demo_ui_key(server.url(), bind_host)
     else:
         assert settings.database_url is not None
+        # The demo UI's key exists only in embedded demo mode: one inherited from the environment
+        # must not reach the workers, or GET /ui/session would hand it out.
+        os.environ.pop("WALLET_DEMO_UI_KEY", None)
         _check_migrated(settings.database_url)
     typer.echo(f"wallet: serving on http://{bind_host}:{bind_port}/ (API docs at /docs)", err=True)
     metrics_directory = _metrics_directory(workers)
