@@ -17,12 +17,13 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 from starlette.routing import Match, Mount
 
 from wallet import housekeeping, logs
 from wallet import metrics as service_metrics
 from wallet.api import schemas
-from wallet.api.middleware import InstrumentedFastAPI
+from wallet.api.middleware import REQUEST_STATUS_SENT_BY_PROTOCOL, InstrumentedFastAPI
 from wallet.api.problems import Problem, unavailable
 from wallet.api.routes import router
 from wallet.config import Settings, load_settings
@@ -55,6 +56,8 @@ UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
     OSError,
     asyncio.TimeoutError,
 )
+# The status recorded for a request whose client went away before sending all of it (nginx's 499).
+CLIENT_CLOSED_REQUEST = 499
 HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE")
 REQUEST_SCHEMAS = (
     schemas.AssetCreate,
@@ -178,6 +181,19 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     for error_class in UNAVAILABLE_ERRORS:
         app.add_exception_handler(error_class, database_unavailable)
+
+    @app.exception_handler(ClientDisconnect)
+    async def client_gone(request: Request, error: ClientDisconnect) -> Response:
+        """The connection ended before the request's body did: the client's doing, not a bug.
+        This answer is never sent (the connection is gone); its status is what the access line
+        and the metrics record: the one the HTTP protocol sent itself (408 when the body did not
+        arrive in time, see wallet.api.protocol), else 499, as nginx logs a client that left."""
+        sent = request.scope.get("state", {}).get(REQUEST_STATUS_SENT_BY_PROTOCOL)
+        if sent is not None:
+            log.info("request_refused_by_protocol", status=sent, path=request.url.path)
+            return Response(status_code=sent)
+        log.info("client_disconnected", path=request.url.path)
+        return Response(status_code=CLIENT_CLOSED_REQUEST)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, error: Exception) -> Response:

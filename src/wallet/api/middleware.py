@@ -23,6 +23,12 @@ REQUEST_ID_HEADER = b"x-request-id"
 # A client's request id is kept when it is 1-128 printable ASCII characters; otherwise a new one.
 REQUEST_ID_PATTERN = re.compile(rb"[\x20-\x7e]{1,128}")
 UNMATCHED_ROUTE = "unmatched"
+# Keys of the request's `scope["state"]` (Starlette's `request.state`) shared with the HTTP
+# protocol (wallet.api.protocol): the request id this middleware chose, so that an answer the
+# protocol sends itself carries the same id; and the status the protocol answered with itself
+# while the application waited for the body (408 when it did not arrive in time).
+REQUEST_ID = "wallet_request_id"
+REQUEST_STATUS_SENT_BY_PROTOCOL = "wallet_request_status_sent_by_protocol"
 
 access_log = structlog.get_logger("wallet.access")
 
@@ -68,6 +74,7 @@ class RequestMiddleware:
         # Each request runs in its own task, hence its own copy of the context: the binding
         # ends with the request, and is still there when an error is logged further out.
         structlog.contextvars.bind_contextvars(request_id=request_id)
+        scope.setdefault("state", {})[REQUEST_ID] = request_id
         header = (REQUEST_ID_HEADER, request_id.encode("ascii"))
         status = 500  # unless a response starts
 
