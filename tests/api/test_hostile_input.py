@@ -352,6 +352,35 @@ def test_chunked_body_trickling_gets_408_after_the_body_timeout(impatient_server
         assert balance(client, wallet_id) == 100
 
 
+@pytest.mark.parametrize("client_request_id", [True, False], ids=["client-id", "no-client-id"])
+@pytest.mark.parametrize("separately", [True, False], ids=["after-the-head", "with-the-head"])
+def test_broken_chunked_body_is_400_malformed_request(
+    server: Server, client_request_id: bool, separately: bool
+) -> None:
+    """The HTTP parser refuses the body of a request the application has (its head was
+    complete): the protocol answers 400, and the application's access line records that status
+    under the same request id, whether its task had begun or not."""
+    wallet_id = funded_wallet(server)
+    request_id = f"broken-chunk-{uuid.uuid4()}"
+    head = spend_head(server, wallet_id, request_id, chunked=True) + b"1\r\n{\r\n"
+    if not client_request_id:
+        head = head.replace(f"X-Request-ID: {request_id}".encode(), f"X-Trace: {request_id}".encode())
+    with socket.create_connection(("127.0.0.1", server.port), timeout=SOCKET_TIMEOUT_SECONDS) as sock:
+        if separately:
+            sock.sendall(head)
+            head = b""
+        sock.sendall(head + b"zz\r\nnot a chunk\r\n")
+        answer = read_response(sock)
+    if not client_request_id:
+        request_id = answer[1]["x-request-id"]
+        assert RANDOM_REQUEST_ID.fullmatch(request_id)
+    assert_raw_problem(answer, 400, "malformed_request")
+    assert answer[1]["x-request-id"] == request_id
+    assert access_status(log_lines(server, request_id)) == 400
+    with server.client() as client:
+        assert balance(client, wallet_id) == 100
+
+
 def test_unauthenticated_trickle_is_closed_after_its_401(impatient_server: Server) -> None:
     """The 401 goes out at once, before the body; the connection does not stay open for the rest."""
     headers = [

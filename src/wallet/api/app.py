@@ -185,14 +185,15 @@ def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ClientDisconnect)
     async def client_gone(request: Request, error: ClientDisconnect) -> Response:
         """The connection ended before the request's body did: the client's doing, not a bug.
-        This answer is never sent (the connection is gone); its status is what the access line
-        and the metrics record: the one the HTTP protocol sent itself (408 when the body did not
-        arrive in time, see wallet.api.protocol), else 499, as nginx logs a client that left."""
+        This answer is never sent (the connection is gone). Its status, 499 as nginx logs a
+        client that left, is what the access line and the metrics record, unless the HTTP
+        protocol answered in the application's place (408 when the body did not arrive in time,
+        see wallet.api.protocol): then the request middleware records that status."""
         sent = request.scope.get("state", {}).get(REQUEST_STATUS_SENT_BY_PROTOCOL)
         if sent is not None:
             log.info("request_refused_by_protocol", status=sent, path=request.url.path)
-            return Response(status_code=sent)
-        log.info("client_disconnected", path=request.url.path)
+        else:
+            log.info("client_disconnected", path=request.url.path)
         return Response(status_code=CLIENT_CLOSED_REQUEST)
 
     @app.exception_handler(Exception)

@@ -203,27 +203,23 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             self.transport.close()
 
     def _refuse(self, status: int, code: str, detail: str) -> None:
-        """Answer `status` and close. When the application is waiting for this request's body,
-        it is told the client is gone, and which status was sent."""
+        """Answer `status` and close. When the application has this request (its head was
+        complete), it is told the client is gone, and which status and id were sent, and logs
+        the request itself; otherwise the request is logged here."""
         cycle = self.cycle
-        state: dict[str, Any] = {}
-        if cycle is not None and not cycle.response_complete:
-            if cycle.response_started:
-                self.transport.close()  # half an answer is out: nothing can follow it
-                return
-            state = cycle.scope.setdefault("state", {})
+        if cycle is None or cycle.response_complete:
+            request_id = request_id_of(self.headers or [])
+            client = self.client[0] if self.client else None
+            access_log.info("request", status=status, code=code, client=client, request_id=request_id)
+        elif cycle.response_started:
+            self.transport.close()  # half an answer is out: nothing can follow it
+            return
+        else:
+            state: dict[str, Any] = cycle.scope.setdefault("state", {})
+            request_id = state.setdefault(REQUEST_ID, request_id_of(self.headers or []))
             state[REQUEST_STATUS_SENT_BY_PROTOCOL] = status
             cycle.disconnected = True
             cycle.message_event.set()
-        request_id = state.get(REQUEST_ID) or request_id_of(self.headers or [])
-        if REQUEST_ID not in state:  # the application never saw this request: log it here
-            access_log.info(
-                "request",
-                status=status,
-                code=code,
-                client=self.client[0] if self.client else None,
-                request_id=request_id,
-            )
         self._send_problem_and_close(status, code, detail, request_id)
 
     def _send_problem_and_close(self, status: int, code: str, detail: str, request_id: str) -> None:
