@@ -10,6 +10,7 @@ import sys
 import time
 import urllib.parse
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -88,8 +89,17 @@ class Server:
                 self.process.wait(timeout=5)
 
 
-def start_server(database_url: str, log_path: Path, env: dict[str, str] | None = None) -> Server:
-    """Start `wallet serve` on a free port and wait until /readyz answers 200."""
+def wallet_serve(port: int) -> list[str]:
+    return [WALLET, "serve", "--port", str(port)]
+
+
+def start_server(
+    database_url: str,
+    log_path: Path,
+    env: dict[str, str] | None = None,
+    command: Callable[[int], list[str]] = wallet_serve,
+) -> Server:
+    """Start `wallet serve` (or `command(port)`) on a free port and wait until /readyz answers 200."""
     admin_key = create_key(database_url, "admin")
     port = free_port()
     environment = {
@@ -101,9 +111,7 @@ def start_server(database_url: str, log_path: Path, env: dict[str, str] | None =
         **(env or {}),
     }
     with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [WALLET, "serve", "--port", str(port)], env=environment, stdout=log, stderr=subprocess.STDOUT
-        )
+        process = subprocess.Popen(command(port), env=environment, stdout=log, stderr=subprocess.STDOUT)
     server = Server(database_url, port, process, admin_key, log_path)
     deadline = time.monotonic() + SERVER_START_TIMEOUT_SECONDS
     while time.monotonic() < deadline:

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Callable
 
 import asyncpg
+import pytest
 
 from wallet import keys
 
@@ -33,3 +34,18 @@ async def renew_twice_then_revoke(database_url: str) -> None:
 
 def test_renewing_the_demo_key_revokes_older_demo_keys_only(create_database: Callable[[], str]) -> None:
     asyncio.run(renew_twice_then_revoke(create_database()))
+
+
+async def create_reserved(database_url: str) -> None:
+    connection = await asyncpg.connect(database_url, timeout=10)
+    try:
+        with pytest.raises(keys.KeyNameReserved):
+            await keys.create(connection, keys.DEMO_KEY_NAME_PREFIX + "mine", {keys.Scope.ADMIN})
+        assert await keys.list_keys(connection) == []
+    finally:
+        await connection.close()
+
+
+def test_demo_ui_key_names_are_reserved(create_database: Callable[[], str]) -> None:
+    """The next embedded start would revoke such a key: `create` refuses the name."""
+    asyncio.run(create_reserved(create_database()))

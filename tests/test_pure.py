@@ -72,12 +72,20 @@ def test_canonical_json_is_compact_and_sorted() -> None:
     )
 
 
-@pytest.mark.parametrize("key", ["a", "x" * 255, "order-17:retry", " ~!"])
+@pytest.mark.parametrize("key", ["a", "x" * 255, "order-17:retry", "~!", "a b"])
 def test_printable_keys_are_accepted(key: str) -> None:
     assert check_key(key) == key
 
 
-@pytest.mark.parametrize("key", ["", "x" * 256, "tab\there", "é", "del\x7f"])
+@pytest.mark.parametrize(
+    ("sent", "key"),
+    [(" a", "a"), ("a ", "a"), ("\ta \t ", "a"), (" a b  ", "a b"), ("x" * 255 + "  ", "x" * 255)],
+)
+def test_surrounding_spaces_and_tabs_are_not_part_of_the_key(sent: str, key: str) -> None:
+    assert check_key(sent) == key
+
+
+@pytest.mark.parametrize("key", ["", " ", "\t \t", "x" * 256, "tab\there", "é", "del\x7f"])
 def test_other_keys_are_invalid(key: str) -> None:
     with pytest.raises(KeyInvalid):
         check_key(key)

@@ -99,6 +99,9 @@ def serve(
         _hand_demo_ui_key(server.url(), bind_host)
     else:
         assert settings.database_url is not None
+        # The demo UI's key exists only in embedded demo mode: one inherited from the environment
+        # must not reach the workers, or GET /ui/session would hand it out.
+        os.environ.pop("WALLET_DEMO_UI_KEY", None)
         _check_migrated(settings.database_url)
     typer.echo(f"wallet: serving on http://{bind_host}:{bind_port}/ (API docs at /docs)", err=True)
     metrics_directory = _metrics_directory(workers)
@@ -229,6 +232,10 @@ def keys_create(
     """Create an API key; prints it once, alone on the last line."""
     if not 1 <= len(name) <= keys.NAME_LENGTH_MAX or not name.isprintable():
         raise fail(f"--name must be 1-{keys.NAME_LENGTH_MAX} printable characters", 2)
+    if name.startswith(keys.DEMO_KEY_NAME_PREFIX):
+        raise fail(
+            f"--name: names starting with {keys.DEMO_KEY_NAME_PREFIX!r} are reserved for the demo UI", 2
+        )
     try:
         api_key, secret = _run(_settings(), lambda connection: keys.create(connection, name, set(scope)))
     except keys.KeyNameTaken as error:

@@ -34,6 +34,10 @@ class Settings(BaseSettings):
     timeout_ms_connect: int = Field(default=3000, ge=10, le=60_000)
     # A request's line and headers must arrive within this, else 408 (wallet.api.protocol).
     timeout_ms_request_head: int = Field(default=10_000, ge=100, le=600_000)
+    # A request's body must arrive within this of its headers, else 408 (wallet.api.protocol).
+    timeout_ms_request_body: int = Field(default=10_000, ge=100, le=600_000)
+    # A kept-alive connection silent this long after a response is closed (wallet.api.protocol).
+    timeout_ms_keep_alive: int = Field(default=5_000, ge=100, le=600_000)
     statement_cache_size: int = Field(default=256, ge=0, le=10_000)
     # Keep API keys in memory, dropped on every change the database announces (api/auth.py).
     # Needs LISTEN, i.e. a session: off behind a transaction-mode pooler.

@@ -29,13 +29,20 @@ class KeyInvalid(ValueError):
     pass
 
 
+# Surrounding whitespace is not part of an HTTP field value (RFC 9110, 5.5): proxies and client
+# libraries drop it, so `key`, `key ` and `key\t` must name one key.
+KEY_WHITESPACE = " \t"
+
+
 def check_key(value: str | None) -> str:
-    """The key as sent, when it is 1-255 printable ASCII characters."""
+    """The key without surrounding spaces and tabs, when that is 1-255 printable ASCII characters."""
     if value is None:
         raise KeyMissing("Idempotency-Key header is required for this request.")
-    if _PRINTABLE_ASCII.fullmatch(value) is None:
+    key = value.strip(KEY_WHITESPACE)
+    if _PRINTABLE_ASCII.fullmatch(key) is None:
         raise KeyInvalid("Idempotency-Key must be 1-255 printable ASCII characters.")
-    return value
+    assert len(key) <= KEY_LENGTH_MAX and key == key.strip(KEY_WHITESPACE)
+    return key
 
 
 def canonical_json(value: Any) -> bytes:

@@ -17,8 +17,11 @@ from wallet.types import Connection
 
 KEY_PREFIX = "wk_"
 NAME_LENGTH_MAX = 64
+# A presented secret longer than this is refused without a database lookup (keys made here are
+# 46 characters: the prefix and 43 of URL-safe base64).
+SECRET_LENGTH_MAX = 128
 # Names starting with this belong to the demo UI's keys: `wallet serve` on the embedded
-# database revokes them all at each start and makes a new one.
+# database revokes them all at each start and makes a new one. `create` refuses them.
 DEMO_KEY_NAME_PREFIX = "demo-ui-"
 
 
@@ -29,6 +32,10 @@ class Scope(enum.StrEnum):
 
 
 class KeyNameTaken(ValueError):
+    pass
+
+
+class KeyNameReserved(ValueError):
     pass
 
 
@@ -63,9 +70,17 @@ def _api_key(row: asyncpg.Record) -> ApiKey:
 
 
 async def create(connection: Connection, name: str, scopes: set[Scope]) -> tuple[ApiKey, str]:
-    """A new key; the secret is returned here once and never stored."""
+    """A new key; the secret is returned here once and never stored. Names of the demo UI's keys
+    are reserved: the next embedded start would revoke such a key."""
+    if name.startswith(DEMO_KEY_NAME_PREFIX):
+        raise KeyNameReserved(f"names starting with {DEMO_KEY_NAME_PREFIX!r} are reserved for the demo UI")
+    return await _insert(connection, name, scopes)
+
+
+async def _insert(connection: Connection, name: str, scopes: set[Scope]) -> tuple[ApiKey, str]:
     assert scopes and 1 <= len(name) <= NAME_LENGTH_MAX
     secret = KEY_PREFIX + secrets.token_urlsafe(32)
+    assert len(secret) <= SECRET_LENGTH_MAX
     try:
         row = await connection.fetchrow(
             """
@@ -86,7 +101,7 @@ async def create(connection: Connection, name: str, scopes: set[Scope]) -> tuple
 async def authenticate(connection: Connection, secret: str) -> ApiKey | None:
     """The live key whose hash matches, else None. The lookup is by hash, so the secret itself is
     never compared; the stored hash is compared again in constant time."""
-    if not secret.startswith(KEY_PREFIX) or len(secret) > 128:
+    if not secret.startswith(KEY_PREFIX) or len(secret) > SECRET_LENGTH_MAX:
         return None
     key_hash = hash_key(secret)
     row = await connection.fetchrow(
@@ -134,6 +149,8 @@ async def renew_demo_key(connection: Connection, *, create_new: bool) -> str | N
         )
         if not create_new:
             return None
-        api_key, secret = await create(connection, DEMO_KEY_NAME_PREFIX + secrets.token_hex(6), {Scope.ADMIN})
+        api_key, secret = await _insert(
+            connection, DEMO_KEY_NAME_PREFIX + secrets.token_hex(6), {Scope.ADMIN}
+        )
     assert api_key.name.startswith(DEMO_KEY_NAME_PREFIX)
     return secret

@@ -226,7 +226,18 @@ MALFORMED_BODIES = [
     pytest.param(b"hello", id="bare-word"),
     pytest.param(b"", id="empty-body"),
     pytest.param(b"{'amount': 1}", id="single-quotes"),
-    pytest.param(b"[" * 20_000 + b"]" * 20_000, id="nested-too-deep"),
+    pytest.param(b"[" * 30_000 + b"]" * 29_999, id="deep-unclosed"),
+    pytest.param(b"[" * 30_000 + b"1 2" + b"]" * 30_000, id="deep-syntax-error"),
+    pytest.param(
+        b'{"amount": 1, "metadata": {"a": ' + b"[" * 20_000 + b"NaN" + b"]" * 20_000 + b"}}", id="deep-NaN"
+    ),
+    pytest.param(b'{"amount": 1, "amount": 1000}', id="duplicate-key"),
+    pytest.param(b'{"amount": 1000, "reference": "r", "amount": 1}', id="duplicate-key-apart"),
+    pytest.param(b'{"amount": 1, "metadata": {"a": 1, "a": 2}}', id="duplicate-key-in-metadata"),
+    pytest.param(
+        b'{"amount": 1, "metadata": {"a": ' + b"[" * 100 + b'{"k": 1, "k": 1}' + b"]" * 100 + b"}}",
+        id="duplicate-key-deep",
+    ),
 ]
 
 
@@ -251,6 +262,7 @@ def test_malformed_json_is_400(
         pytest.param(b"10", id="number"),
         pytest.param(b"null", id="null"),
         pytest.param(b"true", id="true"),
+        pytest.param(b"[" * 32_000 + b"]" * 32_000, id="list-nested-32000-levels"),
     ],
 )
 @pytest.mark.parametrize("kind", MOVEMENT_KINDS)
@@ -265,12 +277,80 @@ def test_json_that_is_not_an_object_is_validation_error(
     assert_fixed_retry_goes_through(client, kind, wallets, key)
 
 
-def test_malformed_wallet_creation_body_is_400_and_creates_nothing(client: httpx.Client) -> None:
+@pytest.mark.parametrize(
+    "template",
+    [
+        pytest.param(b'{"owner_id": "OWNER", "asset": "GOLD"', id="truncated"),
+        pytest.param(b'{"owner_id": "OWNER", "asset": "GOLD", "asset": "POINTS"}', id="duplicate-key"),
+        pytest.param(
+            b'{"owner_id": "other", "asset": "GOLD", "owner_id": "OWNER"}', id="duplicate-key-apart"
+        ),
+    ],
+)
+def test_malformed_wallet_creation_body_is_400_and_creates_nothing(
+    client: httpx.Client, template: bytes
+) -> None:
     owner_id = f"user-{uuid.uuid4()}"
-    content = b'{"owner_id": "' + owner_id.encode() + b'", "asset": "GOLD"'
+    content = template.replace(b"OWNER", owner_id.encode())
     response = client.post("/v1/wallets", content=content, headers={"Content-Type": "application/json"})
     assert_problem(response, 400, "malformed_json")
     assert client.get("/v1/wallets", params={"owner_id": owner_id}).json() == {"data": []}
+
+
+def test_asset_creation_with_a_duplicate_key_is_400_and_creates_nothing(client: httpx.Client) -> None:
+    code = "DUP" + uuid.uuid4().hex[:8].upper()
+    content = b'{"code": "' + code.encode() + b'", "name": "One", "name": "Two"}'
+    response = client.post("/v1/assets", content=content, headers={"Content-Type": "application/json"})
+    assert_problem(response, 400, "malformed_json")
+    assert code not in [asset["code"] for asset in client.get("/v1/assets").json()["data"]]
+
+
+# --- nesting -------------------------------------------------------------------------------------
+
+
+def deep(levels: int, shape: str) -> bytes:
+    """A JSON value nested `levels` deep: lists `[[...]]`, or objects `{"a":{"a":...}}`."""
+    if shape == "lists":
+        return b"[" * levels + b"]" * levels
+    return b'{"a":' * (levels - 1) + b"{}" + b"}" * (levels - 1)
+
+
+def deepest(shape: str) -> int:
+    """The most levels of `shape` a movement body of 64 KiB can hold, with room for the rest."""
+    return (BODY_SIZE_MAX - 300) // (len(deep(3, shape)) - len(deep(2, shape)))
+
+
+DEEP_VALUES = [
+    *[
+        pytest.param("metadata", b'{"a": ' + deep(levels, shape) + b"}", id=f"metadata-{shape}-{label}")
+        for shape in ("lists", "dicts")
+        for levels, label in ((320, "320-levels"), (deepest(shape) - 2, "64KiB-body"))
+    ],
+    pytest.param(
+        "metadata", b'{"a": [[[[[[[[1]]]]]]]], "b": ' + deep(2000, "dicts") + b"}", id="metadata-wide"
+    ),
+    pytest.param("amount", deep(deepest("lists") - 2, "lists"), id="amount-64KiB-body"),
+    pytest.param("reference", deep(5000, "dicts"), id="reference-5000-levels"),
+    pytest.param("colour", deep(5000, "lists"), id="unknown-field-5000-levels"),
+]
+
+
+@pytest.mark.parametrize("kind", MOVEMENT_KINDS)
+@pytest.mark.parametrize(("field", "value"), DEEP_VALUES)
+def test_deeply_nested_value_is_validation_error(
+    server: Server, client: httpx.Client, wallets: Wallets, kind: str, field: str, value: bytes
+) -> None:
+    """Nested as deep as the body allows, in any field: 422 like any other limit of the schema,
+    never the 500 of a RecursionError."""
+    path, fields = movement(kind, wallets)
+    members = with_amount(fields, "5" if field != "amount" else None)[:-1]
+    content = members + (b", " if members != b"{" else b"") + f'"{field}": '.encode() + value + b"}"
+    assert len(content) <= BODY_SIZE_MAX, len(content)
+    key = str(uuid.uuid4())
+    with ledger_unchanged(server, client, wallets.funded, wallets.empty, key=key):
+        errors = assert_validation_error(post_json(client, path, content, key))
+        assert ["body", field] in [error["loc"][:2] for error in errors], errors
+    assert_fixed_retry_goes_through(client, kind, wallets, key)
 
 
 # --- media type ----------------------------------------------------------------------------------
@@ -281,6 +361,10 @@ WRONG_MEDIA_TYPES = [
     pytest.param("multipart/form-data; boundary=x", b'--x\r\n\r\n{"amount": 5}\r\n--x--\r\n', id="multipart"),
     pytest.param("application/xml", b"<amount>5</amount>", id="xml"),
     pytest.param(None, b'{"amount": 5}', id="no-content-type"),
+    pytest.param("application/json; charset=latin-1", b'{"amount": 5}', id="charset-latin-1"),
+    pytest.param("application/json; charset=utf-16", b'{"amount": 5}', id="charset-utf-16"),
+    pytest.param('application/json; charset="iso-8859-1"', b'{"amount": 5}', id="charset-quoted-latin-1"),
+    pytest.param("application/json; charset=utf-8; charset=latin-1", b'{"amount": 5}', id="two-charsets"),
 ]
 
 
@@ -309,6 +393,16 @@ def test_wrong_content_type_is_415(
     assert_fixed_retry_goes_through(client, kind, wallets, key)
 
 
+@pytest.mark.parametrize("kind", MOVEMENT_KINDS)
+def test_two_content_types_are_415(server: Server, client: httpx.Client, wallets: Wallets, kind: str) -> None:
+    path, fields = movement(kind, wallets)
+    key = str(uuid.uuid4())
+    headers = [("Content-Type", "application/json"), ("Content-Type", "text/plain"), ("Idempotency-Key", key)]
+    with ledger_unchanged(server, client, wallets.funded, wallets.empty, key=key):
+        response = client.post(path, content=with_amount(fields, "5"), headers=headers)
+        assert_problem(response, 415, "unsupported_media_type")
+
+
 def test_wrong_content_type_on_wallet_creation_is_415(client: httpx.Client) -> None:
     owner_id = f"user-{uuid.uuid4()}"
     body = json.dumps({"owner_id": owner_id, "asset": "GOLD"}).encode()
@@ -321,6 +415,8 @@ def test_wrong_content_type_on_wallet_creation_is_415(client: httpx.Client) -> N
     "content_type",
     [
         pytest.param("application/json; charset=utf-8", id="charset-parameter"),
+        pytest.param('application/json;charset="UTF-8"', id="charset-quoted-upper-case"),
+        pytest.param("application/json; version=1", id="other-parameter"),
         pytest.param("Application/JSON", id="upper-case"),
     ],
 )
@@ -630,6 +726,7 @@ def test_fields_at_their_limits_are_accepted(client: httpx.Client, wallets: Wall
         {"amount": 5, "metadata": nested(8)},
         {"amount": 5, "metadata": {}},
         {"amount": 5, "reference": None, "metadata": None},
+        {"amount": 5, "metadata": {"path": "C:\\u0000dir", "C:\\u0000": ["\\u0000"]}},  # backslashes, no NUL
     ]
     for body in bodies:
         response = client.post(
@@ -827,6 +924,13 @@ BAD_ROUTES = [
     pytest.param("GET", "/v1/transfers", 405, "method_not_allowed", id="get-transfers"),
     pytest.param("POST", "/v1/ledger/verify", 405, "method_not_allowed", id="post-verify"),
     pytest.param("POST", "/healthz", 405, "method_not_allowed", id="post-healthz"),
+    pytest.param("GET", "/v1/assets/", 404, "not_found", id="assets-trailing-slash"),
+    pytest.param("POST", "/v1/wallets/", 404, "not_found", id="wallets-trailing-slash"),
+    pytest.param("GET", "/v1/wallets/{funded}/", 404, "not_found", id="wallet-trailing-slash"),
+    pytest.param("POST", "/v1/wallets/{funded}/topup/", 404, "not_found", id="topup-trailing-slash"),
+    pytest.param("POST", "/v1/transfers/", 404, "not_found", id="transfers-trailing-slash"),
+    pytest.param("GET", "/healthz/", 404, "not_found", id="healthz-trailing-slash"),
+    pytest.param("GET", "/docs-assets", 404, "not_found", id="mount-without-slash"),
 ]
 
 

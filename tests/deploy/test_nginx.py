@@ -235,12 +235,14 @@ def test_forwarded_headers_and_request_id_reach_the_api(proxy: Proxy, server: Se
     assert any(entry["request_id"] == request_id for entry in proxy.access_log())
 
 
-def test_forwarded_proto_makes_the_api_build_https_urls(proxy: Proxy) -> None:
-    """The API's trailing-slash redirect is an absolute URL built from the scheme it was told."""
+def test_a_trailing_slash_is_a_404_through_the_proxy_not_a_redirect(proxy: Proxy) -> None:
+    """The API builds no absolute URL from the Host or X-Forwarded-Proto it is told: it used to
+    redirect `/healthz/` to one, and now answers 404 like any unknown path."""
     with proxy.client() as client:
         response = client.get("/healthz/")
-    assert response.status_code == 307
-    assert response.headers["location"] == "https://127.0.0.1/healthz"
+    assert response.status_code == 404
+    assert response.json()["code"] == "not_found"
+    assert "location" not in response.headers
 
 
 def test_an_insane_request_id_is_replaced(proxy: Proxy) -> None:

@@ -6,6 +6,7 @@ docs/ui-history.png are copies of two of them.
 
 from __future__ import annotations
 
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -35,16 +36,30 @@ def ui_database(create_database: Callable[[], str]) -> str:
 
 @pytest.fixture(scope="module")
 def demo_key(ui_database: str) -> str:
-    return create_key(ui_database, "admin", name=f"demo-ui-{uuid.uuid4().hex[:12]}")
+    return create_key(ui_database, "admin", name=f"ui-test-{uuid.uuid4().hex[:12]}")
+
+
+def application_as_served(port: int) -> list[str]:
+    """The application as `wallet serve` runs it (its factory, its HTTP protocol), without the
+    command around it: `wallet serve` hands a demo key to the application only in embedded demo
+    mode, and drops one inherited on an external database such as the suite's."""
+    return [
+        sys.executable,
+        *("-m", "uvicorn", "wallet.api.app:create_app", "--factory"),
+        *("--host", "127.0.0.1", "--port", str(port), "--loop", "uvloop", "--no-access-log"),
+        *("--http", "wallet.api.protocol:LimitedHttpToolsProtocol"),
+    ]
 
 
 @pytest.fixture(scope="module")
 def demo_server(
     ui_database: str, demo_key: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Server]:
-    """Embedded demo mode as `wallet serve` sets it up: the demo key in WALLET_DEMO_UI_KEY."""
+    """Embedded demo mode as the application sees it: the demo key in WALLET_DEMO_UI_KEY.
+    tests/web/test_demo_mode.py checks that `wallet serve` on the embedded database sets it."""
     log_path = tmp_path_factory.mktemp("demo-server") / "server.log"
-    running = start_server(ui_database, log_path, env={"WALLET_DEMO_UI_KEY": demo_key})
+    environment = {"WALLET_DEMO_UI_KEY": demo_key}
+    running = start_server(ui_database, log_path, env=environment, command=application_as_served)
     try:
         yield running
     finally:

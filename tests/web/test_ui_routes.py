@@ -19,12 +19,18 @@ ASSET_REFERENCE = re.compile(r'(?:href|src)="/ui/([\w.-]+)"')
 
 
 async def get(
-    path: str, *, demo_ui_key: str | None = DEMO_KEY, host: str = "127.0.0.1:8000", **headers: str
+    path: str,
+    *,
+    demo_ui_key: str | None = DEMO_KEY,
+    host: str = "127.0.0.1:8000",
+    more_headers: list[tuple[str, str]] | None = None,
+    **headers: str,
 ) -> httpx.Response:
     settings = Settings(database_url="postgresql://unused@127.0.0.1/unused", demo_ui_key=demo_ui_key)
     transport = httpx.ASGITransport(app=create_app(settings))
-    async with httpx.AsyncClient(transport=transport, base_url=f"http://{host}") as client:
-        return await client.get(path, headers={"Host": host, **headers})
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8000") as client:
+        all_headers = [("Host", host), *(more_headers or []), *headers.items()]
+        return await client.get(path, headers=all_headers)
 
 
 def referenced_assets() -> set[str]:
@@ -112,6 +118,36 @@ async def test_the_session_refuses_other_sites(host: str, fetch_site: str) -> No
 
 
 @pytest.mark.parametrize(
+    "host",
+    [
+        "[::1]evil.test",  # once read as [::1]
+        "[::1]evil.test:8000",
+        "::1",  # an IPv6 address in a Host header needs brackets
+        "[127.0.0.1]",  # brackets hold only IPv6
+        "127.0.0.1:8000:8000",
+        "127.0.0.1:80x",
+        "127.0.0.1 evil.test",
+        "localhost@evil.test",
+        "",
+    ],
+)
+async def test_the_session_refuses_a_host_that_is_not_strictly_host_and_port(host: str) -> None:
+    response = await get("/ui/session", host=host)
+    assert response.status_code == 404
+    assert DEMO_KEY not in response.text
+
+
+@pytest.mark.parametrize(
+    "hosts",
+    [("127.0.0.1:8000", "evil.test"), ("evil.test", "127.0.0.1:8000"), ("127.0.0.1:8000", "127.0.0.1:8000")],
+)
+async def test_the_session_refuses_a_request_with_two_host_headers(hosts: tuple[str, str]) -> None:
+    response = await get("/ui/session", host=hosts[0], more_headers=[("Host", hosts[1])])
+    assert response.status_code == 404
+    assert DEMO_KEY not in response.text
+
+
+@pytest.mark.parametrize(
     ("host", "loopback"),
     [
         ("localhost", True),
@@ -124,6 +160,8 @@ async def test_the_session_refuses_other_sites(host: str, fetch_site: str) -> No
         ("::", False),
         ("192.0.2.10", False),
         ("localhost.example", False),
+        ("[127.0.0.1]", False),
+        ("[::1", False),
         ("", False),
     ],
 )
@@ -133,7 +171,16 @@ def test_is_loopback_host(host: str, loopback: bool) -> None:
 
 @pytest.mark.parametrize(
     ("header", "host"),
-    [("127.0.0.1:8000", "127.0.0.1"), ("localhost", "localhost"), ("[::1]:8000", "[::1]"), ("::1", "::1")],
+    [
+        ("127.0.0.1:8000", "127.0.0.1"),
+        ("localhost", "localhost"),
+        ("[::1]:8000", "[::1]"),
+        ("127.0.0.1:", "127.0.0.1"),
+        ("::1", None),
+        ("[::1]evil.test", None),
+        ("a:1:2", None),
+        ("host/path", None),
+    ],
 )
-def test_host_of_header(header: str, host: str) -> None:
+def test_host_of_header(header: str, host: str | None) -> None:
     assert host_of_header(header) == host

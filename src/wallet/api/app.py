@@ -17,6 +17,7 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 from starlette.routing import Match, Mount
 
 from wallet import housekeeping, logs
@@ -24,7 +25,7 @@ from wallet import metrics as service_metrics
 from wallet.api import movements, schemas
 from wallet.api.auth import KeyCache
 from wallet.api.deps import pooled_connection
-from wallet.api.middleware import InstrumentedFastAPI
+from wallet.api.middleware import REQUEST_STATUS_SENT_BY_PROTOCOL, InstrumentedFastAPI
 from wallet.api.problems import Problem, unavailable
 from wallet.api.routes import router
 from wallet.config import Settings, load_settings
@@ -59,6 +60,8 @@ UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
     OSError,
     asyncio.TimeoutError,
 )
+# The status recorded for a request whose client went away before sending all of it (nginx's 499).
+CLIENT_CLOSED_REQUEST = 499
 HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE")
 REQUEST_SCHEMAS = (
     schemas.AssetCreate,
@@ -108,6 +111,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         docs_url=None,
         redoc_url=None,
+        # No redirect from `/v1/assets/` to `/v1/assets`: Starlette builds its Location from the
+        # Host header, before authentication; an unknown path is a 404 problem like any other.
+        redirect_slashes=False,
     )
     app.state.settings = settings
     app.state.head_revision = migrate.head_revision()
@@ -195,6 +201,20 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     for error_class in UNAVAILABLE_ERRORS:
         app.add_exception_handler(error_class, database_unavailable)
+
+    @app.exception_handler(ClientDisconnect)
+    async def client_gone(request: Request, error: ClientDisconnect) -> Response:
+        """The connection ended before the request's body did: the client's doing, not a bug.
+        This answer is never sent (the connection is gone). Its status, 499 as nginx logs a
+        client that left, is what the access line and the metrics record, unless the HTTP
+        protocol answered in the application's place (408 when the body did not arrive in time,
+        see wallet.api.protocol): then the request middleware records that status."""
+        sent = request.scope.get("state", {}).get(REQUEST_STATUS_SENT_BY_PROTOCOL)
+        if sent is not None:
+            log.info("request_refused_by_protocol", status=sent, path=request.url.path)
+        else:
+            log.info("client_disconnected", path=request.url.path)
+        return Response(status_code=CLIENT_CLOSED_REQUEST)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, error: Exception) -> Response:

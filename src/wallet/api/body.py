@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from fastapi import Request
 from pydantic import BaseModel, ValidationError
 
+from wallet import _json
 from wallet.api.problems import Problem
 from wallet.idempotency import canonical_json
 
@@ -16,15 +16,25 @@ BODY_SIZE_MAX = 64 * 1024
 # POST /v1/batches: up to BATCH_SIZE_MAX items, which do not fit in 64 KiB (a spend item takes
 # about 120 bytes); 1 MiB holds a thousand items of about 1 KiB each.
 BODY_SIZE_MAX_BATCH = 1024 * 1024
+# A body nested deeper than this is not written out canonically (the standard library's encoder
+# recurses once per level); no request schema accepts one, so validation refuses it first.
+BODY_DEPTH_CANONICAL_MAX = 64
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def _media_type(request: Request) -> str:
-    return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+def _media_type_problem(request: Request) -> Problem | None:
+    """415 unless there is exactly one Content-Type, application/json, with no charset or utf-8."""
+    values = request.headers.getlist("content-type")
+    if len(values) != 1:
+        return Problem(415, "unsupported_media_type", "Send the request body as application/json.")
+    media_type, *parameters = values[0].split(";")
+    if media_type.strip().lower() != "application/json":
+        return Problem(415, "unsupported_media_type", "Send the request body as application/json.")
+    for parameter in parameters:
+        name, _, value = parameter.partition("=")
+        if name.strip().lower() == "charset" and value.strip().strip('"').lower() != "utf-8":
+            return Problem(415, "unsupported_media_type", "Send JSON in UTF-8: charset=utf-8, or no charset.")
+    return None
 
 
 async def read_body(request: Request, size_max: int = BODY_SIZE_MAX) -> bytes:
@@ -43,19 +53,28 @@ async def read_body(request: Request, size_max: int = BODY_SIZE_MAX) -> bytes:
 @dataclass(frozen=True, slots=True)
 class JsonBody:
     value: Any
-    canonical: bytes  # canonical_json(value): what an idempotency fingerprint hashes
+    # canonical_json(value), what an idempotency fingerprint hashes; None for a value nested
+    # deeper than BODY_DEPTH_CANONICAL_MAX, which no schema accepts.
+    canonical_or_none: bytes | None
+
+    @property
+    def canonical(self) -> bytes:
+        assert self.canonical_or_none is not None, "a body nested too deep passed validation"
+        return self.canonical_or_none
 
 
 async def read_json(request: Request, size_max: int = BODY_SIZE_MAX) -> JsonBody:
-    """The parsed JSON body. Rejects other media types (415), big bodies (413) and anything that
-    is not strict UTF-8 JSON (400): NaN, Infinity, lone surrogates, nesting too deep."""
-    if _media_type(request) != "application/json":
-        raise Problem(415, "unsupported_media_type", "Send the request body as application/json.")
+    """The parsed JSON body. Rejects other media types and charsets (415), big bodies (413) and
+    anything that is not strict UTF-8 JSON (400): NaN, Infinity, lone surrogates, an object with
+    a repeated key. Nesting of any depth parses; the schemas refuse what is too deep (422)."""
+    problem = _media_type_problem(request)
+    if problem is not None:
+        raise problem
     raw = await read_body(request, size_max)
     try:
-        value = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
-        canonical = canonical_json(value)  # also: every string must encode as UTF-8
-    except (ValueError, UnicodeError, RecursionError) as error:
+        value = _json.loads(raw.decode("utf-8"))
+        canonical = canonical_json(value) if _json.depth(value) <= BODY_DEPTH_CANONICAL_MAX else None
+    except ValueError as error:  # JsonInvalid, UnicodeDecodeError; UnicodeEncodeError: a lone surrogate
         raise Problem(400, "malformed_json", f"The request body is not valid JSON: {error}") from None
     return JsonBody(value, canonical)
 

@@ -23,6 +23,13 @@ REQUEST_ID_HEADER = b"x-request-id"
 # A client's request id is kept when it is 1-128 printable ASCII characters; otherwise a new one.
 REQUEST_ID_PATTERN = re.compile(rb"[\x20-\x7e]{1,128}")
 UNMATCHED_ROUTE = "unmatched"
+# Keys of the request's `scope["state"]` (Starlette's `request.state`) shared with the HTTP
+# protocol (wallet.api.protocol): the request's id, chosen by whichever of the two sees it first,
+# so that an answer the protocol sends itself carries the id this middleware logs; and the status
+# the protocol answered with in the application's place (408 when the body did not arrive in
+# time), which is what the access line and the metrics record.
+REQUEST_ID = "wallet_request_id"
+REQUEST_STATUS_SENT_BY_PROTOCOL = "wallet_request_status_sent_by_protocol"
 
 access_log = structlog.get_logger("wallet.access")
 
@@ -64,7 +71,10 @@ class RequestMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        request_id = request_id_of(scope["headers"])
+        state = scope.setdefault("state", {})
+        # The protocol chose the id already when it answered before this task began.
+        request_id = state.get(REQUEST_ID) or request_id_of(scope["headers"])
+        state[REQUEST_ID] = request_id
         # Each request runs in its own task, hence its own copy of the context: the binding
         # ends with the request, and is still there when an error is logged further out.
         structlog.contextvars.bind_contextvars(request_id=request_id)
@@ -81,6 +91,8 @@ class RequestMiddleware:
         try:
             await self.app(scope, receive, send_with_request_id)
         finally:
+            # What the client got, when the protocol answered in the application's place.
+            status = state.get(REQUEST_STATUS_SENT_BY_PROTOCOL, status)
             self._finish(scope, status, time.perf_counter() - started)
 
     def _finish(self, scope: Scope, status: int, duration_seconds: float) -> None:

@@ -13,6 +13,7 @@ RETRY_AFTER_SECONDS = 1
 TITLES: dict[str, str] = {
     "validation_error": "Validation error",
     "malformed_json": "Malformed JSON",
+    "malformed_request": "Malformed request",
     "payload_too_large": "Payload too large",
     "unsupported_media_type": "Unsupported media type",
     "unauthenticated": "Unauthenticated",

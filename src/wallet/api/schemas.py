@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from wallet import _json
 from wallet.idempotency import canonical_json
 from wallet.ledger.limits import AMOUNT_MAX, AMOUNT_MIN, BATCH_SIZE_MAX, POSTINGS_MAX
 
@@ -25,12 +26,27 @@ AssetCode = Annotated[str, Field(pattern=r"^[A-Z][A-Z0-9_]{1,15}$")]
 Reference = Annotated[str, Field(min_length=1, max_length=128, pattern=TEXT_PATTERN)]
 
 
-def _depth(value: Any) -> int:
-    if isinstance(value, dict):
-        return 1 + max((_depth(item) for item in value.values()), default=0)
-    if isinstance(value, list):
-        return 1 + max((_depth(item) for item in value), default=0)
-    return 0
+def check_metadata(value: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The limits of every metadata object, whichever request carries it: nesting first, measured
+    without recursion (so any depth the body allows is refused, not a crash), then the size of
+    its compact JSON, then NUL characters in its decoded keys and values (PostgreSQL's jsonb
+    cannot store them)."""
+    if value is None:
+        return None
+    if _json.depth(value) > METADATA_DEPTH_MAX:
+        raise ValueError(f"metadata must nest at most {METADATA_DEPTH_MAX} levels")
+    if len(canonical_json(value)) > METADATA_SIZE_MAX:
+        raise ValueError(f"metadata must be at most {METADATA_SIZE_MAX} bytes of JSON")
+    if any("\x00" in text for text in _json.strings(value)):
+        raise ValueError("metadata must not contain NUL characters")
+    return value
+
+
+Metadata = Annotated[
+    dict[str, Any] | None,
+    AfterValidator(check_metadata),
+    Field(description=f"A JSON object of at most {METADATA_SIZE_MAX} bytes and {METADATA_DEPTH_MAX} levels."),
+]
 
 
 class _Request(BaseModel):
@@ -47,28 +63,10 @@ class WalletCreate(_Request):
     asset: AssetCode
 
 
-def _metadata_within_limits(value: dict[str, Any]) -> dict[str, Any]:
-    encoded = canonical_json(value)
-    if len(encoded) > METADATA_SIZE_MAX:
-        raise ValueError(f"metadata must be at most {METADATA_SIZE_MAX} bytes of JSON")
-    if _depth(value) > METADATA_DEPTH_MAX:
-        raise ValueError(f"metadata must nest at most {METADATA_DEPTH_MAX} levels")
-    if b"\\u0000" in encoded:
-        raise ValueError("metadata must not contain NUL characters")
-    return value
-
-
-Metadata = Annotated[
-    dict[str, Any],
-    AfterValidator(_metadata_within_limits),
-    Field(description=f"A JSON object of at most {METADATA_SIZE_MAX} bytes and {METADATA_DEPTH_MAX} levels."),
-]
-
-
 class MovementRequest(_Request):
     amount: Amount
     reference: Reference | None = None
-    metadata: Metadata | None = None
+    metadata: Metadata = None
 
 
 class TransferRequest(MovementRequest):
@@ -97,7 +95,7 @@ class JournalRequest(_Request):
     asset: AssetCode
     postings: list[JournalPosting] = Field(min_length=1, max_length=POSTINGS_MAX)
     reference: Reference | None = None
-    metadata: Metadata | None = None
+    metadata: Metadata = None
 
     @model_validator(mode="after")
     def _touches_a_wallet(self) -> JournalRequest:

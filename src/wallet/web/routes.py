@@ -66,12 +66,17 @@ async def index() -> Response:
 
 def _demo_key_for(request: Request) -> str | None:
     """The demo key, only to the page itself opened on a loopback address: a page of another
-    site (even one whose name resolves to 127.0.0.1) is refused."""
+    site (even one whose name resolves to 127.0.0.1) is refused, and so is a request with more
+    than one Host header or one that is not strictly `host[:port]`."""
     settings = request.app.state.settings
     assert isinstance(settings, Settings)
     if not settings.demo_ui_key:
         return None
-    if not is_loopback_host(host_of_header(request.headers.get("host", ""))):
+    hosts = request.headers.getlist("host")
+    if len(hosts) != 1:
+        return None
+    host = host_of_header(hosts[0])
+    if host is None or not is_loopback_host(host):
         return None
     if request.headers.get("sec-fetch-site", "same-origin") not in OWN_FETCH_SITES:
         return None
