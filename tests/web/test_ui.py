@@ -457,6 +457,7 @@ def test_the_page_stays_fresh_finds_wallets_by_id_and_keeps_its_place_in_the_url
     expect(top_up.locator(".result")).to_contain_text("Replayed")
     expect(top_up.locator(".result .balance-then")).to_contain_text("Balance right after this top-up (then")
     expect(top_up.locator(".result .balance-then")).to_contain_text("100")
+    expect(top_up.locator(".result .balance-now")).to_be_visible()
     expect(top_up.locator(".result .balance-now")).to_contain_text("Balance now: 70")
     steps.shot("late-replay")
 
