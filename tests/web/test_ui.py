@@ -1,7 +1,9 @@
 """The demo UI in a real browser, against a real `wallet serve`: what a person can do with it.
 
 One test per flow, each with many assertions (a browser test costs seconds). Each step saves a
-screenshot under the test's tmp_path (NN-step.png); docs/ui-*.png are copies of some of them.
+screenshot under the test's tmp_path (NN-step.png). The README's pictures, docs/ui-*.png, are
+some of them: `UI_SCREENSHOTS_DIR=docs .venv/bin/pytest -m browser tests/web/test_ui.py` writes
+them there too.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import asyncio
 import concurrent.futures
 import os
 import re
+import shutil
 import subprocess
 import uuid
 from collections.abc import Callable, Iterator
@@ -18,7 +21,7 @@ from typing import Any
 
 import asyncpg
 import pytest
-from playwright.sync_api import Browser, FloatRect, Locator, Page, Request, Route, ViewportSize, expect
+from playwright.sync_api import Browser, Locator, Page, Request, Route, ViewportSize, expect
 
 from support import Server, balance, create_key, new_wallet, start_server, topup, wallet_command
 
@@ -105,13 +108,18 @@ class Steps:
         self.page.screenshot(path=path, full_page=full_page)
         return path
 
-    def top(self, name: str, height: int) -> Path:
-        """The top `height` pixels of the whole page."""
+    def element(self, locator: Locator, name: str) -> Path:
+        """One element of the page, whole."""
         path = self.directory / f"{name}.png"
-        width = self.page.viewport_size["width"] if self.page.viewport_size else DESKTOP["width"]
-        clip = FloatRect(x=0, y=0, width=width, height=height)
-        self.page.screenshot(path=path, full_page=True, clip=clip)
+        locator.screenshot(path=path)
         return path
+
+
+def publish(screenshot: Path, name: str) -> None:
+    """Copies a screenshot to UI_SCREENSHOTS_DIR/ui-NAME.png when that is set (see above)."""
+    directory = os.environ.get("UI_SCREENSHOTS_DIR")
+    if directory:
+        shutil.copyfile(screenshot, Path(directory) / f"ui-{name}.png")
 
 
 def sql(database_url: str, query: str, *args: Any) -> None:
@@ -232,6 +240,7 @@ def test_a_person_moves_money_sees_declines_replays_and_pages_through_history(
     assert exchange.locator("pre.response").inner_text().endswith(replayed_by_curl.split("\n\n", 1)[1])
     expect(page.locator("#calls-list li").first).to_contain_text(f"POST /v1/wallets/{wallet_id}/topup")
     assert demo_key not in page.content(), "the page shows its API key"
+    publish(steps.element(page.locator("#calls-panel"), "calls-panel"), "api-calls")
     steps.shot("top-up-replayed")
 
     spend = money_form(page, "spend")
@@ -249,7 +258,7 @@ def test_a_person_moves_money_sees_declines_replays_and_pages_through_history(
     expect(shown_balance).to_have_text("1,000")
     steps.shot("spend-decline-replayed")
     page.evaluate("window.scrollTo(0, 0)")
-    steps.shot("wallet-view", full_page=False)
+    publish(steps.shot("wallet-view", full_page=False), "wallet")
 
     spend_posts = requests_to(page, "/spend", "POST")
     key_before_edit = spend.locator(".key").inner_text()
@@ -332,7 +341,7 @@ def test_a_person_moves_money_sees_declines_replays_and_pages_through_history(
     expect(transfer_item).not_to_contain_text(recipient_wallet)
     expect(transfer_item).to_contain_text("balance after 967")
     expect(transfer_item.locator("tbody tr").last).to_contain_text("— (not shown)")  # not their balance
-    page.locator("#history-panel").screenshot(path=tmp_path / "history-panel.png")
+    publish(steps.element(page.locator("#history-panel"), "history-panel"), "history")
     steps.shot("history-page-3")
     page.get_by_role("button", name="Newer").click()
     expect(page_label).to_contain_text("Page 2: 5 transactions;")
@@ -394,7 +403,8 @@ def test_a_lost_answer_says_so_and_the_retry_after_a_reload_replays_it_once(
     expect(top_up.locator(".key")).to_have_text(key)
     expect(top_up.get_by_label("Amount", exact=True)).to_have_value("250")
     expect(top_up.get_by_label("Reference (optional)", exact=True)).to_have_value("lost-answer")
-    steps.shot("answer-lost-after-reload")
+    page.evaluate("window.scrollTo(0, 0)")
+    publish(steps.shot("answer-lost-after-reload", full_page=False), "lost-answer")
 
     with page.expect_response(lambda response: response.url.endswith("/topup")) as answer:
         resend(top_up)
@@ -592,7 +602,7 @@ def test_ops_checks_the_ledger_on_demand_and_sees_which_account_breaks_which_inv
             "Invariant 4: asset GOLD — balances of all GOLD"
         )
         expect(page.locator("#health-balances tbody tr").last).to_contain_text("1 ✗")
-        panel.screenshot(path=tmp_path / "health-panel.png")
+        publish(steps.element(panel, "health-panel"), "health")
         steps.shot("health-problems")
         report.get_by_role("link", name=f"{owner}'s GOLD wallet").click()
         expect(page.locator("#wallet-owner")).to_have_text(owner)
