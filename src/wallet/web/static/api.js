@@ -44,10 +44,6 @@ export function setApiKey(key) {
   apiKey = key;
 }
 
-export function hasApiKey() {
-  return apiKey !== null;
-}
-
 // Shown instead of the key wherever the page displays a request.
 export const MASKED_KEY = "•••••••• (this page's API key, masked)";
 

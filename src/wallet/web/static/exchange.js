@@ -5,9 +5,9 @@ import { MASKED_KEY } from "./api.js";
 import { copyButton, element } from "./dom.js";
 
 // A <details> whose summary is the request line and the status; open when `open`.
-export function exchangeDetails(exchange, { open = false, summaryPrefix = "" } = {}) {
+export function exchangeDetails(exchange, { open = false } = {}) {
   const details = element("details", { className: "exchange", open });
-  const summary = element("summary", {}, summaryPrefix, element("code", {}, requestLine(exchange)), " → ", statusWords(exchange));
+  const summary = element("summary", {}, element("code", {}, requestLine(exchange)), " → ", statusWords(exchange));
   const curl = curlLine(exchange);
   details.append(
     summary,

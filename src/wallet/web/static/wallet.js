@@ -188,7 +188,7 @@ function extraFacts(wallet) {
 }
 
 // Runs `task` with the submit button disabled, so a double click sends one request.
-export async function withButton(button, task) {
+async function withButton(button, task) {
   if (button?.disabled) return;
   if (button) button.disabled = true;
   try {
