@@ -431,6 +431,21 @@ def test_a_lost_answer_says_so_and_the_retry_after_a_reload_replays_it_once(
         history = client.get(f"/v1/wallets/{wallet_id}/transactions").json()["data"]
         assert [(item["type"], item["amount"]) for item in history] == [("topup", 250)]
 
+    # A connection that fails before the service sees the request: the same words (the page
+    # cannot tell the two apart), and the retry with the same key applies it, not a replay.
+    spend = money_form(page, "spend")
+    page.route("**/spend", lambda route: route.abort("connectionreset"))
+    send(spend, "50")
+    expect(spend.locator(".pending-note")).to_contain_text("this spend may or may not have happened")
+    page.unroute("**/spend")
+    with page.expect_response(lambda response: response.url.endswith("/spend")) as answer:
+        resend(spend)
+    assert answer.value.status == 201
+    assert answer.value.headers.get("idempotent-replayed") is None
+    expect(spend.locator(".result")).to_contain_text("Spent 50 GOLD.")
+    expect(spend.locator(".result")).not_to_contain_text("Replayed")
+    expect(page.locator("#balance")).to_have_text("200")
+
 
 def test_the_page_stays_fresh_finds_wallets_by_id_and_keeps_its_place_in_the_url(
     demo_server: Server, page: Page, browser: Browser, tmp_path: Path
