@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
+import socket
 import subprocess
 import uuid
 from collections.abc import Callable, Iterator
@@ -370,6 +372,29 @@ def test_serve_refuses_an_unmigrated_database_and_says_to_migrate(
         assert httpx.get(f"{server.base_url}/readyz", timeout=10).status_code == 200
     finally:
         server.stop()
+
+
+def test_serve_on_a_busy_port_says_so_in_one_line_and_creates_nothing(tmp_path: Path) -> None:
+    """What `make run` does when something already listens on the port: the embedded default,
+    on a data directory that does not exist yet. The next port up is busy too, so the advice
+    names one that is free."""
+    data_dir = tmp_path / "wallet-data"
+    embedded = {"WALLET_DATABASE_URL": "", "WALLET_DATA_DIR": str(data_dir)}
+    with socket.socket() as busy, socket.socket() as next_busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        next_busy.bind(("127.0.0.1", port + 10))
+        next_busy.listen()
+        result = run_wallet("serve", "--port", str(port), env=embedded)
+    assert_one_line_error(result)
+    line = result.stderr.strip()
+    found = re.fullmatch(rf"wallet: port {port} is in use; try `wallet serve --port (\d+)`", line)
+    assert found is not None, line
+    suggested = int(found.group(1))
+    assert suggested > port + 10 and (suggested - port) % 10 == 0, line
+    assert result.stdout == ""
+    assert not data_dir.exists(), "serve created the data directory before checking the port"
 
 
 # --- idempotency purge ---------------------------------------------------------------------------

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import shutil
 import signal
+import socket
 import sys
 import tempfile
 from collections.abc import Awaitable, Callable, Iterator
@@ -25,6 +27,10 @@ from wallet.ledger import verify
 from wallet.types import Connection
 
 ResultT = TypeVar("ResultT")
+
+# How far above a busy port `wallet serve` looks for a free one to suggest.
+PORT_SUGGESTION_STEP = 10
+PORT_SUGGESTION_TRIES_MAX = 100
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Internal wallet service.")
 db_app = typer.Typer(no_args_is_help=True, help="Database schema and seed data.")
@@ -85,6 +91,7 @@ def serve(
     workers: Annotated[int, typer.Option(min=1, max=64, help="Worker processes.")] = 1,
 ) -> None:
     """Run the API and the demo UI."""
+    _require_free_port(host, port)
     import uvicorn
 
     from wallet.api.protocol import LimitedHttpToolsProtocol
@@ -128,6 +135,45 @@ def serve(
             shutil.rmtree(metrics_directory, ignore_errors=True)
         if server is not None and server.started:
             server.stop()
+
+
+def _require_free_port(host: str | None, port: int | None) -> None:
+    """Stops `serve` with one plain line when its port is taken, before anything is started,
+    migrated or created (a first start would otherwise print the admin key, then die)."""
+    settings = _settings()
+    bind_host, bind_port = host or settings.host, port or settings.port
+    problem = _bind_problem(bind_host, bind_port)
+    if problem is None:
+        return
+    if problem.errno != errno.EADDRINUSE:
+        raise fail(f"cannot listen on {bind_host} port {bind_port}: {problem.strerror}")
+    suggestion = _free_port_above(bind_host, bind_port)
+    advice = f"; try `wallet serve --port {suggestion}`" if suggestion is not None else ""
+    raise fail(f"port {bind_port} is in use{advice}")
+
+
+def _bind_problem(host: str, port: int) -> OSError | None:
+    """Binds and releases the address as uvicorn will bind it (same family, SO_REUSEADDR, so a
+    port left in TIME_WAIT counts as free); the error when that fails."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+    except OSError as error:
+        return error
+    return None
+
+
+def _free_port_above(host: str, port: int) -> int | None:
+    """The first port from `port` + 10 on, stepping by 10, that can be bound now."""
+    for attempt in range(1, PORT_SUGGESTION_TRIES_MAX + 1):
+        candidate = port + attempt * PORT_SUGGESTION_STEP
+        if candidate > 65535:
+            return None
+        if _bind_problem(host, candidate) is None:
+            return candidate
+    return None
 
 
 def _exit_after_graceful_shutdown(signal_number: int, frame: FrameType | None) -> None:

@@ -1,45 +1,8 @@
-// Talking to the wallet API: one fetch wrapper, exact integers, problems in plain words.
+// Talking to the wallet API: one fetch wrapper that records every exchange exactly as sent and
+// received, exact integers, amounts in the page's own format.
 
 export const AMOUNT_MIN = 1n;
 export const AMOUNT_MAX = 10n ** 15n;
-
-// What each problem `code` of the API means for a person using this page.
-const PROBLEM_SENTENCES = {
-  insufficient_funds: "The wallet does not hold enough for this.",
-  wallet_not_found: "There is no wallet with that id.",
-  asset_not_found: "There is no such asset.",
-  transaction_not_found: "There is no such transaction.",
-  asset_mismatch: "Both wallets must hold the same asset.",
-  same_wallet: "A transfer needs two different wallets.",
-  balance_limit_exceeded: "This would take the balance past its limit of 9 × 10^18.",
-  idempotency_key_reused:
-    "This Idempotency-Key was already used for a different request. Press New key and send again.",
-  idempotency_key_missing: "The request had no Idempotency-Key.",
-  idempotency_key_invalid: "The Idempotency-Key is not valid (1-255 printable characters).",
-  unauthenticated: "The API key is unknown or revoked.",
-  forbidden: "This API key is not allowed to do this (it lacks the scope).",
-  validation_error: "The request is not valid.",
-  malformed_json: "The request body is not valid JSON.",
-  payload_too_large: "The request is too large.",
-  unsupported_media_type: "The request was not sent as JSON.",
-  asset_conflict: "An asset with this code exists with another name.",
-  not_found: "The service has no such path.",
-  method_not_allowed: "The service does not take this method here.",
-  unavailable: "The database is busy or unreachable. Try again shortly with the same key.",
-  internal_error: "The service failed unexpectedly; the error has been logged.",
-};
-
-// Extra advice for a code, depending on how the page signed in.
-const problemHints = {};
-
-export function setProblemHint(code, hint) {
-  problemHints[code] = hint;
-}
-
-export function describeProblem(problem) {
-  const sentence = PROBLEM_SENTENCES[problem.code] ?? problem.title ?? "The request failed.";
-  return problemHints[problem.code] ? `${sentence} ${problemHints[problem.code]}` : sentence;
-}
 
 // JSON.parse that keeps integers beyond 2^53 exact (as BigInt): balances go up to 9 × 10^18.
 function parseJson(text) {
@@ -57,13 +20,15 @@ export function formatAmount(value) {
   return numberFormat.format(typeof value === "bigint" ? value : BigInt(value));
 }
 
-// An amount typed by a person: a whole number in range, or an error sentence.
+const AMOUNT_RULE = "Enter a whole number from 1 to 1,000,000,000,000,000, as digits (1000) or " +
+  "with commas between thousands (1,000): no sign, decimals or spaces.";
+
+// An amount typed by a person, in the format the page prints (1,000) or as plain digits (1000):
+// {amount} in range, or {error} with a sentence.
 export function parseAmount(text) {
   const trimmed = text.trim();
-  if (!/^\d{1,16}$/.test(trimmed)) {
-    return { error: "Enter a whole number from 1 to 1,000,000,000,000,000: digits only, no sign, decimals or spaces." };
-  }
-  const amount = BigInt(trimmed);
+  if (!/^(\d{1,16}|\d{1,3}(,\d{3}){1,5})$/.test(trimmed)) return { error: AMOUNT_RULE };
+  const amount = BigInt(trimmed.replaceAll(",", ""));
   if (amount < AMOUNT_MIN || amount > AMOUNT_MAX) {
     return { error: "The amount must be from 1 to 1,000,000,000,000,000 (10^15)." };
   }
@@ -79,25 +44,79 @@ export function setApiKey(key) {
   apiKey = key;
 }
 
-export function hasApiKey() {
-  return apiKey !== null;
+// Shown instead of the key wherever the page displays a request.
+export const MASKED_KEY = "•••••••• (this page's API key, masked)";
+
+const exchangeListeners = [];
+
+// `listener(exchange)` runs after every request the page makes (see `request`).
+export function onExchange(listener) {
+  exchangeListeners.push(listener);
 }
 
-// Sends one request. Resolves to {ok, status, replayed, data, problem}; never throws.
-// `bodyText` is sent as is, so a resend can repeat a request byte for byte.
-export async function request(method, path, { bodyText = null, idempotencyKey = null } = {}) {
+// Sends one request and resolves to {ok, status, replayed, data, problem, lost, exchange}; never
+// throws. `bodyText` is sent as is, so a resend repeats a request byte for byte.
+// `loseResponse`: the request goes to the service and is answered, but the page throws the
+// answer away unread, as if the connection had dropped (the demo's "lose the answer" switch).
+// `background`: a refresh the page makes by itself, not an action of the person (not logged).
+// `lost` is true when no answer reached the page: the request may or may not have been applied.
+export async function request(
+  method,
+  path,
+  { bodyText = null, idempotencyKey = null, loseResponse = false, background = false } = {},
+) {
   const headers = { Accept: "application/json, application/problem+json" };
   if (apiKey !== null) headers.Authorization = `Bearer ${apiKey}`;
   if (bodyText !== null) headers["Content-Type"] = "application/json";
   if (idempotencyKey !== null) headers["Idempotency-Key"] = idempotencyKey;
+  const exchange = newExchange(method, path, headers, bodyText, background);
   let response;
   try {
     response = await fetch(path, { method, headers, body: bodyText, cache: "no-store" });
   } catch (error) {
-    const problem = { code: "network", detail: String(error), status: 0, title: "Network error" };
-    return { ok: false, status: 0, replayed: false, data: null, problem, networkError: true };
+    return finish(exchange, lostResult(exchange, `The connection failed: ${error}`));
+  }
+  if (loseResponse) {
+    await response.body?.cancel();
+    return finish(exchange, lostResult(exchange, "The page threw the answer away unread (Lose the answer was on)."));
   }
   const text = await response.text();
+  Object.assign(exchange, {
+    status: response.status,
+    statusText: response.statusText,
+    responseHeaders: [...response.headers],
+    responseText: text,
+  });
+  return finish(exchange, readAnswer(response, text, exchange));
+}
+
+function newExchange(method, path, headers, bodyText, background) {
+  const shownHeaders = Object.entries(headers).map(([name, value]) =>
+    name === "Authorization" ? [name, `Bearer ${MASKED_KEY}`] : [name, value],
+  );
+  return {
+    method,
+    path,
+    url: new URL(path, window.location.href).href,
+    requestHeaders: shownHeaders,
+    bodyText,
+    background,
+    sentAt: new Date(),
+    status: 0,
+    statusText: "",
+    responseHeaders: [],
+    responseText: null,
+    lostReason: null,
+  };
+}
+
+function lostResult(exchange, reason) {
+  exchange.lostReason = reason;
+  const problem = { code: "lost", title: "The answer was lost", detail: reason, status: 0 };
+  return { ok: false, status: 0, replayed: false, data: null, problem, lost: true };
+}
+
+function readAnswer(response, text, exchange) {
   let document = null;
   try {
     document = text ? parseJson(text) : null;
@@ -105,40 +124,15 @@ export async function request(method, path, { bodyText = null, idempotencyKey = 
     document = { code: "unreadable", title: "Unreadable answer", detail: text.slice(0, 200) };
   }
   const replayed = response.headers.get("Idempotent-Replayed") === "true";
-  if (response.ok) {
-    return { ok: true, status: response.status, replayed, data: document, problem: null };
-  }
+  const result = { ok: response.ok, status: response.status, replayed, lost: false };
+  if (response.ok) return { ...result, data: document, problem: null };
   const problem = document && typeof document === "object" ? document : { detail: String(text) };
-  return { ok: false, status: response.status, replayed, data: null, problem };
+  return { ...result, data: null, problem };
 }
 
-// Shows a failed request in `target`: the plain sentence, then the API's detail and code.
-export function renderProblem(target, result) {
-  target.replaceChildren();
-  target.className = "result error";
-  const sentence = result.networkError
-    ? "Could not reach the service. Is it running?"
-    : describeProblem(result.problem);
-  target.append(paragraph(sentence, "headline"));
-  if (result.problem.detail) target.append(paragraph(`Detail: ${result.problem.detail}`));
-  for (const item of result.problem.errors ?? []) {
-    target.append(paragraph(`${item.loc.join(".")}: ${item.msg}`));
-  }
-  const facts = [];
-  if (result.problem.code) facts.push(`code ${result.problem.code}`);
-  if (result.status) facts.push(`HTTP ${result.status}`);
-  if (result.replayed) facts.push("Idempotent-Replayed: true");
-  if (facts.length) target.append(paragraph(facts.join(" · "), "muted"));
-}
-
-export function renderMessage(target, text, kind = "ok") {
-  target.replaceChildren(paragraph(text, "headline"));
-  target.className = `result ${kind}`;
-}
-
-export function paragraph(text, className = "") {
-  const element = document.createElement("p");
-  element.textContent = text;
-  if (className) element.className = className;
-  return element;
+function finish(exchange, result) {
+  exchange.durationMs = Date.now() - exchange.sentAt.getTime();
+  result.exchange = exchange;
+  for (const listener of exchangeListeners) listener(exchange);
+  return result;
 }

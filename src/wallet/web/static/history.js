@@ -1,131 +1,161 @@
-// A wallet's transactions, newest first, a page at a time (the API's keyset `next_cursor`).
+// The history panel: a wallet's transactions, newest first, a page at a time (the API's keyset
+// `next_cursor`), as its owner sees them: the other side of a transfer by its owner's name, and
+// no other wallet's balance.
 
-import { formatAmount, paragraph, renderProblem, request } from "./api.js";
+import { formatAmount, request, UUID_PATTERN } from "./api.js";
+import { byId, clock, copyableId, element, paragraph, utcText } from "./dom.js";
+import { walletById } from "./directory.js";
+import { renderProblem } from "./messages.js";
+import { PAGE_SIZE_DEFAULT } from "./place.js";
 
 const ENTRY_COLUMNS = ["Side", "Account", "Amount", "Balance after"];
-const TYPE_NAMES = { topup: "Top up", bonus: "Bonus", spend: "Spend", transfer: "Transfer" };
+// Names of the types this page knows; any other type is shown as the API names it.
+const TYPE_NAMES = {
+  topup: "Top up", bonus: "Bonus", spend: "Spend", transfer: "Transfer",
+  journal: "Journal", reversal: "Reversal", expiry: "Expiry",
+};
 
-export function createHistory({ currentWallet }) {
-  const list = document.getElementById("history-list");
-  const result = document.getElementById("history-result");
-  const pageLabel = document.getElementById("history-page");
-  const newer = document.getElementById("history-newer");
-  const older = document.getElementById("history-older");
-  const pageSize = document.getElementById("page-size");
-  // cursors[i] is the cursor that fetches page i + 1 (null: the newest page).
-  let cursors = [null];
-  let nextCursor = null;
+// `placeChanged()` tells the page the history moved to another page (for the URL).
+export function createHistoryPanel({ currentWallet, placeChanged }) {
+  const list = byId("history-list");
+  const result = byId("history-result");
+  const pageLabel = byId("history-page");
+  const newer = byId("history-newer");
+  const older = byId("history-older");
+  const pageSize = byId("page-size");
+  // pages: the cursors that led to the page shown, oldest step first (page 1: none).
+  const state = { limit: PAGE_SIZE_DEFAULT, pages: [], nextCursor: null };
   let requests = 0;
 
-  async function show(pageIndex) {
+  async function show({ background = false } = {}) {
     const wallet = currentWallet();
     if (wallet === null) return;
     const requestNumber = ++requests;
-    const query = new URLSearchParams({ limit: pageSize.value });
-    if (cursors[pageIndex] !== null) query.set("cursor", cursors[pageIndex]);
-    const page = await request("GET", `/v1/wallets/${wallet.id}/transactions?${query}`);
+    const query = new URLSearchParams({ limit: String(state.limit) });
+    if (state.pages.length) query.set("cursor", state.pages.at(-1));
+    const page = await request("GET", `/v1/wallets/${wallet.id}/transactions?${query}`, { background });
+    const items = page.ok ? await Promise.all(page.data.data.map((item) => renderTransaction(item, wallet))) : [];
     if (requestNumber !== requests) return; // a later request has taken over
     if (!page.ok) {
       renderProblem(result, page);
       return;
     }
-    result.replaceChildren();
-    result.className = "result";
-    cursors = cursors.slice(0, pageIndex + 1);
-    nextCursor = page.data.next_cursor;
-    list.replaceChildren(...page.data.data.map((transaction) => renderTransaction(transaction, wallet)));
-    if (page.data.data.length === 0) list.append(emptyItem());
-    const count = page.data.data.length;
-    pageLabel.textContent = `Page ${pageIndex + 1}: ${count} transaction${count === 1 ? "" : "s"}` +
-      (nextCursor === null ? ", no older ones." : ".");
-    newer.disabled = pageIndex === 0;
-    older.disabled = nextCursor === null;
+    state.nextCursor = page.data.next_cursor;
+    list.replaceChildren(...items);
+    if (items.length === 0) list.append(element("li", { className: "empty" }, "No transactions on this page."));
+    const count = items.length;
+    pageLabel.replaceChildren(
+      `Page ${state.pages.length + 1}: ${count} transaction${count === 1 ? "" : "s"}` +
+        (state.nextCursor === null ? ", no older ones" : "") + "; as of ",
+      clock(new Date()),
+    );
+    newer.disabled = state.pages.length === 0;
+    older.disabled = state.nextCursor === null;
   }
 
-  newer.addEventListener("click", () => show(Math.max(cursors.length - 2, 0)));
+  // A pager button that disables itself would drop the focus to <body>: hand it to the other one.
+  async function move(change, used) {
+    change();
+    await show();
+    placeChanged();
+    if (used.disabled) (used === older ? newer : older).focus();
+    if (document.activeElement === document.body) byId("history-title").focus();
+  }
+
   older.addEventListener("click", () => {
-    if (nextCursor === null) return;
-    cursors.push(nextCursor);
-    show(cursors.length - 1);
+    if (state.nextCursor === null) return;
+    move(() => state.pages.push(state.nextCursor), older);
   });
-  pageSize.addEventListener("change", () => newest());
+  newer.addEventListener("click", () => move(() => state.pages.pop(), newer));
+  pageSize.addEventListener("change", () => {
+    state.limit = Number(pageSize.value);
+    state.pages = [];
+    show().then(placeChanged);
+  });
 
-  function newest() {
-    cursors = [null];
-    return show(0);
-  }
-
-  return { newest };
+  return {
+    // Shows the wallet's history at `limit` and `pages` (from the URL), or its newest page.
+    open({ limit = PAGE_SIZE_DEFAULT, pages = [] } = {}) {
+      state.limit = limit;
+      state.pages = [...pages];
+      pageSize.value = String(limit);
+      return show();
+    },
+    refresh: () => show({ background: true }),
+    place: () => ({ limit: state.limit, pages: [...state.pages] }),
+  };
 }
 
-function emptyItem() {
-  const item = document.createElement("li");
-  item.className = "empty";
-  item.textContent = "No transactions yet.";
-  return item;
-}
-
-function renderTransaction(transaction, wallet) {
-  const own = transaction.entries.find((entry) => entry.account === wallet.id);
-  const counter = transaction.entries.find((entry) => entry !== own);
-  const item = document.createElement("li");
-  item.className = `transaction ${own?.direction ?? ""}`;
-  const head = document.createElement("p");
-  head.className = "transaction-head";
-  const sign = own?.direction === "credit" ? "+" : "−";
-  const direction = own?.direction === "credit" ? "from" : "to";
-  head.append(
-    span(TYPE_NAMES[transaction.type] ?? transaction.type, "type"),
-    span(`${sign}${formatAmount(transaction.amount)} ${transaction.asset}`, "amount"),
-    span(`${direction} ${counter ? accountName(counter.account, wallet) : "?"}`),
-    span(`balance after ${own ? formatAmount(own.balance_after) : "?"}`),
+async function renderTransaction(transaction, wallet) {
+  const names = await accountNames(transaction, wallet);
+  const own = transaction.entries.filter((entry) => entry.account === wallet.id);
+  const others = [...new Set(transaction.entries.filter((entry) => !own.includes(entry)).map((entry) => entry.account))];
+  const net = own.reduce((sum, entry) => sum + (entry.direction === "credit" ? 1n : -1n) * BigInt(entry.amount), 0n);
+  const credit = net >= 0n;
+  const item = element("li", { className: `transaction ${credit ? "credit" : "debit"}` });
+  const side = others.length === 1 ? `${credit ? "from" : "to"} ${names.get(others[0])}` : `with ${others.length} accounts`;
+  const after = own.at(-1)?.balance_after;
+  item.append(
+    element("p", { className: "transaction-head" },
+      element("span", { className: "type" }, TYPE_NAMES[transaction.type] ?? transaction.type),
+      element("span", { className: "amount" }, `${credit ? "+" : "−"}${formatAmount(credit ? net : -net)} ${transaction.asset}`),
+      element("span", {}, side),
+      element("span", {}, `balance after ${after === undefined || after === null ? "?" : formatAmount(after)}`)),
+    facts(transaction),
+    entriesTable(transaction, wallet, names),
   );
-  const time = document.createElement("time");
-  time.dateTime = transaction.created_at;
-  time.textContent = transaction.created_at.replace("T", " ").replace(/\.\d+Z$/, " UTC");
-  const facts = paragraph("", "muted small");
-  facts.append(time, ` · id ${transaction.id}`);
-  if (transaction.reference) facts.append(` · reference ${transaction.reference}`);
-  item.append(head, facts, entriesTable(transaction, wallet));
   return item;
 }
 
-function entriesTable(transaction, wallet) {
-  const table = document.createElement("table");
-  table.className = "entries";
-  const caption = document.createElement("caption");
-  caption.className = "visually-hidden";
-  caption.textContent = `Entries of transaction ${transaction.id}`;
-  const head = document.createElement("thead");
-  head.append(row(ENTRY_COLUMNS, "th"));
-  const body = document.createElement("tbody");
-  for (const entry of transaction.entries) {
-    const balance = entry.balance_after === null ? "— (system)" : formatAmount(entry.balance_after);
-    body.append(row([entry.direction, accountName(entry.account, wallet), formatAmount(entry.amount), balance]));
-  }
-  table.append(caption, head, body);
-  return table;
+function facts(transaction) {
+  const line = paragraph("", "muted small");
+  line.append(element("time", { dateTime: transaction.created_at }, utcText(transaction.created_at)), " · id ",
+    copyableId(transaction.id, "the transaction id"));
+  if (transaction.reference) line.append(` · reference ${transaction.reference}`);
+  if (transaction.reverses) line.append(" · reverses ", element("code", {}, transaction.reverses));
+  if (transaction.hold_id) line.append(" · hold ", element("code", {}, transaction.hold_id));
+  return line;
 }
 
-function accountName(account, wallet) {
-  return account === wallet.id ? "this wallet" : account;
+// account → what the owner of `wallet` sees: "this wallet", "demo-bob's wallet", "treasury:GOLD".
+async function accountNames(transaction, wallet) {
+  const accounts = [...new Set(transaction.entries.map((entry) => entry.account))];
+  const named = await Promise.all(accounts.map(async (account) => {
+    if (account === wallet.id) return [account, "this wallet"];
+    if (!UUID_PATTERN.test(account)) return [account, account];
+    const other = await walletById(account);
+    return [account, other === null ? `wallet ${account}` : `${other.owner_id}'s wallet`];
+  }));
+  return new Map(named);
+}
+
+function entriesTable(transaction, wallet, names) {
+  const head = element("thead", {}, row(ENTRY_COLUMNS, "th"));
+  const body = element("tbody");
+  for (const entry of transaction.entries) {
+    body.append(row([
+      entry.direction,
+      names.get(entry.account),
+      formatAmount(entry.amount),
+      balanceShown(entry, wallet),
+    ]));
+  }
+  const caption = element("caption", { className: "visually-hidden" }, `Entries of transaction ${transaction.id}`);
+  return element("table", { className: "entries" }, caption, head, body);
+}
+
+// Only this wallet's balance: another owner's balance is not this owner's business.
+function balanceShown(entry, wallet) {
+  if (entry.account === wallet.id && entry.balance_after !== null) return formatAmount(entry.balance_after);
+  return entry.balance_after === null ? "— (system)" : "— (not shown)";
 }
 
 function row(cells, cellTag = "td") {
-  const tableRow = document.createElement("tr");
+  const tableRow = element("tr");
   for (const text of cells) {
-    const cell = document.createElement(cellTag);
+    const cell = element(cellTag, { textContent: text, dataset: { label: ENTRY_COLUMNS[tableRow.cells.length] } });
     if (cellTag === "th") cell.scope = "col";
-    cell.textContent = text;
-    cell.dataset.label = ENTRY_COLUMNS[tableRow.cells.length];
     tableRow.append(cell);
   }
   return tableRow;
-}
-
-function span(text, className = "") {
-  const element = document.createElement("span");
-  element.textContent = text;
-  if (className) element.className = className;
-  return element;
 }
