@@ -262,7 +262,7 @@ def test_a_person_moves_money_sees_declines_replays_and_pages_through_history(
     send(spend, "5000")
     expect(spend.locator(".result")).to_contain_text("The wallet does not hold enough for this.")
     expect(spend.locator(".result")).to_contain_text(
-        f"The service says: Wallet {wallet_id} holds 1000, less than 5000."
+        f"The service says: Wallet {wallet_id} has 1000 available, less than 5000."
     )
     expect(spend.locator(".result")).to_contain_text("code insufficient_funds · HTTP 409")
     expect(top_up.locator(".result")).to_be_empty()  # one action's messages at a time
