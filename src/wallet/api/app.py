@@ -27,6 +27,8 @@ from wallet.api.problems import Problem, unavailable
 from wallet.api.routes import router
 from wallet.config import Settings, load_settings
 from wallet.db import migrate
+from wallet.db.connection import CommitUnconfirmed
+from wallet.db.patroni import NoPrimaryFound
 from wallet.db.pool import create_pool
 from wallet.ledger.errors import LedgerError
 from wallet.web.routes import router as web_router
@@ -54,6 +56,26 @@ UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
     ConnectionError,
     OSError,
     asyncio.TimeoutError,
+    # What a failover of the database (Patroni) throws at the pool, each seen in tests/ha/:
+    # the connection's server died or was terminated under a running query;
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+    # the promoted standby or the restarted old primary is still starting up;
+    asyncpg.exceptions.CannotConnectNowError,
+    # the last host of a multi-host URL refused (no node up at that moment);
+    ConnectionRefusedError,
+    # no host of a multi-host URL was read-write (target_session_attrs) at that moment;
+    asyncpg.exceptions.TargetServerAttributeNotMatched,
+    # a connection cut in the middle of the protocol ("cannot switch to state 12"): asyncpg's
+    # base class of unexpected client states, not a connection error subclass;
+    asyncpg.exceptions.InternalClientError,
+    # the old primary, fast-stopped by a switchover, ends its sessions;
+    asyncpg.exceptions.AdminShutdownError,
+    # the statement reached a node that had just become a standby;
+    asyncpg.exceptions.ReadOnlySQLTransactionError,
+    # no Patroni node answers GET /primary with 200 and none ever did (wallet.db.patroni);
+    NoPrimaryFound,
+    # the commit may not be on the synchronous standby: the outcome is unknown (wallet.db.connection).
+    CommitUnconfirmed,
 )
 HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE")
 REQUEST_SCHEMAS = (
