@@ -36,7 +36,13 @@ FAULT_AFTER_ANSWERS = 300
 WORKLOAD_TIMEOUT_SECONDS = 90.0
 # Bounds, generous for a loaded 2-core machine; the runs' figures are in docs/ha.md.
 FAILOVER_SECONDS_MAX = 3 * TTL_SECONDS
-WINDOW_SECONDS_MAX = {"kill -9 postmaster": 20.0, "node crash": 35.0, "switchover": 15.0}
+WINDOW_SECONDS_MAX = {
+    "kill -9 postmaster": 20.0,
+    "node crash": 35.0,
+    "switchover": 15.0,
+    "Patroni alone": 15.0,
+}
+CHUNK_OPERATIONS = 100
 REJOIN_SECONDS = 60.0
 
 
@@ -148,6 +154,80 @@ async def test_planned_switchover_under_load_loses_nothing(healthy: Cluster, ser
         assert done.returncode == 0, done.stdout + done.stderr
 
     await check_failover("switchover", healthy, service, switchover, seed=143)
+
+
+class Stream:
+    """Workloads of CHUNK_OPERATIONS run one after the other until stopped: load for a fault
+    whose effect comes a ttl later. Every chunk has to finish, each operation retried until final."""
+
+    def __init__(self, service: ServerProcess, accounts: Accounts, seed: int) -> None:
+        self.service = service
+        self.accounts = accounts
+        self.seed = seed
+        self.outcomes: list[Outcome] = []
+        self.chunks: list[tuple[float, float]] = []  # (started, finished)
+        self.stop = asyncio.Event()
+        self._finished = asyncio.Condition()
+
+    async def run(self) -> list[Outcome]:
+        while not self.stop.is_set():
+            started = time.monotonic()
+            chunk_seed = self.seed * 1000 + len(self.chunks)
+            operations = plan(self.accounts.wallets, CHUNK_OPERATIONS, seed=chunk_seed)
+            workload = Workload(self.service.base_url, self.accounts.workload_key, operations, 16)
+            self.outcomes += await workload.run()
+            async with self._finished:
+                self.chunks.append((started, time.monotonic()))
+                self._finished.notify_all()
+        return self.outcomes
+
+    async def wait_for_a_chunk_started_after(self, moment: float) -> None:
+        async with self._finished:
+            await self._finished.wait_for(lambda: any(started > moment for started, _ in self.chunks))
+
+
+async def test_kill_9_of_patroni_alone_leaves_no_request_stuck_on_the_orphaned_primary(
+    healthy: Cluster, service: ServerProcess
+) -> None:
+    """Patroni dies, its PostgreSQL goes on as primary (no watchdog here). A ttl later the other
+    node is promoted; commits on the orphan then wait forever for a standby that is gone, and
+    the orphan still accepts read-write connections. The service routes by Patroni's REST
+    API (WALLET_PATRONI_URLS): once the new primary answers GET /primary, it closes its
+    connections to the orphan and connects only to the new one. Without that, the load below
+    never finishes (its requests get 503 from the orphan forever)."""
+    old = healthy.wait_healthy()
+    accounts = await open_accounts(old.url(), service.base_url, wallet_count=16, funding=500)
+    stream = Stream(service, accounts, seed=145)
+    streaming = asyncio.create_task(stream.run())
+    await asyncio.wait_for(stream.wait_for_a_chunk_started_after(0.0), WORKLOAD_TIMEOUT_SECONDS)
+    healthy.kill_patroni(old)
+    killed_at = time.monotonic()
+    new = await asyncio.to_thread(healthy.wait_for_primary, FAILOVER_SECONDS_MAX, old)
+    promoted_at = time.monotonic()
+    await asyncio.wait_for(stream.wait_for_a_chunk_started_after(promoted_at), WORKLOAD_TIMEOUT_SECONDS)
+    stream.stop.set()
+    outcomes = await asyncio.wait_for(streaming, WORKLOAD_TIMEOUT_SECONDS)
+    orphan_in_recovery = await in_recovery(old)
+    seen = figures(outcomes, promoted_at)
+    print(
+        f"\nPatroni alone: {tally(outcomes).line()}, {seen.line().replace('fault', 'promotion')}, "
+        f"promoted_after_seconds={promoted_at - killed_at:.2f}, orphan_in_recovery={orphan_in_recovery}"
+    )
+    assert orphan_in_recovery is False, "the old primary's PostgreSQL should still run as a primary"
+    assert_every_request_answered(outcomes)
+    assert seen.window_seconds <= WINDOW_SECONDS_MAX["Patroni alone"], seen
+    await assert_applied_exactly_once(new.url(), accounts.workload_key_id, outcomes, accounts.balances_before)
+    print("Patroni alone: acknowledged and lost: 0")
+
+
+async def in_recovery(node: Node) -> bool:
+    connection = await asyncpg.connect(node.url("postgres"), timeout=10)
+    try:
+        value = await connection.fetchval("SELECT pg_is_in_recovery()")
+    finally:
+        await connection.close()
+    assert isinstance(value, bool)
+    return value
 
 
 async def test_without_its_standby_the_primary_acknowledges_alone(
