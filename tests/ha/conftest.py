@@ -10,10 +10,12 @@ from collections.abc import Iterator
 import asyncpg
 import pytest
 
-from faults.conftest import seed_database
+from faults.conftest import make_server, seed_database
 from faults.servers import ServerProcess
 from ha.cluster import DATABASE, Cluster
 from wallet.db import migrate
+
+__all__ = ["make_server"]  # the fault tests' fixture, for tests/ha/test_unconfirmed_commit.py
 
 # The failover tests' service timeouts: short, so that a request on a dead or orphaned node is
 # answered 503 within a few seconds (the defaults are for production, not for a test's clock).
