@@ -65,12 +65,12 @@ def service(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Itera
 
 @pytest.fixture
 def healthy(cluster: Cluster, service: ServerProcess) -> Iterator[Cluster]:
-    """The cluster, with a primary and a synchronous standby at the start of the test, and again
-    (the test waits for it) at its end, for the next test."""
+    """The cluster, with a primary and a synchronous standby at the start of the test. At its
+    end, a node whose Patroni the test killed is started again (an orphaned postmaster is
+    stopped first); the next test waits until it has rejoined."""
     cluster.wait_healthy()
     yield cluster
     for node in cluster.nodes:
         if not node.patroni_running():
             cluster.quit_postmaster(node)
             cluster.start_patroni(node)
-    cluster.wait_healthy()
