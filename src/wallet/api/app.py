@@ -56,9 +56,10 @@ UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
     ConnectionError,
     OSError,
     asyncio.TimeoutError,
-    # What a failover of the database (Patroni) throws at the pool, each seen in tests/ha/:
+    # What a failover of the database (Patroni) throws at the pool. Seen in the runs of tests/ha/:
     # the connection's server died or was terminated under a running query;
     asyncpg.exceptions.ConnectionDoesNotExistError,
+    ConnectionResetError,
     # the promoted standby or the restarted old primary is still starting up;
     asyncpg.exceptions.CannotConnectNowError,
     # the last host of a multi-host URL refused (no node up at that moment);
@@ -66,11 +67,11 @@ UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
     # no host of a multi-host URL was read-write (target_session_attrs) at that moment;
     asyncpg.exceptions.TargetServerAttributeNotMatched,
     # a connection cut in the middle of the protocol ("cannot switch to state 12"): asyncpg's
-    # base class of unexpected client states, not a connection error subclass;
+    # base class of unexpected client states, not a connection error subclass.
     asyncpg.exceptions.InternalClientError,
-    # the old primary, fast-stopped by a switchover, ends its sessions;
+    # Not seen there, but what a switchover can give: the old primary, fast-stopped, ends its
+    # sessions; a statement reaches a node that has just become a standby.
     asyncpg.exceptions.AdminShutdownError,
-    # the statement reached a node that had just become a standby;
     asyncpg.exceptions.ReadOnlySQLTransactionError,
     # no Patroni node answers GET /primary with 200 and none ever did (wallet.db.patroni);
     NoPrimaryFound,
