@@ -25,6 +25,7 @@ if the hook stops being called.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
@@ -59,38 +60,27 @@ class Connection(_Connection):
             log.warning("commit_unconfirmed", warning=warned)
             raise CommitUnconfirmed(warned)
 
-    async def execute(self, *args: Any, **kwargs: Any) -> Any:
+    async def _confirmed(self, query_method: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any) -> Any:
+        """Run one of asyncpg's query methods (the caller's query, unchanged), then check."""
         self._warned = None
-        result = await super().execute(*args, **kwargs)
+        result = await query_method(*args, **kwargs)
         self._check_confirmed()
         return result
+
+    async def execute(self, *args: Any, **kwargs: Any) -> Any:
+        return await self._confirmed(super().execute, *args, **kwargs)
 
     async def executemany(self, *args: Any, **kwargs: Any) -> None:
-        self._warned = None
-        await super().executemany(*args, **kwargs)
-        self._check_confirmed()
+        await self._confirmed(super().executemany, *args, **kwargs)
 
     async def fetch(self, *args: Any, **kwargs: Any) -> Any:
-        self._warned = None
-        result = await super().fetch(*args, **kwargs)
-        self._check_confirmed()
-        return result
+        return await self._confirmed(super().fetch, *args, **kwargs)
 
     async def fetchval(self, *args: Any, **kwargs: Any) -> Any:
-        self._warned = None
-        result = await super().fetchval(*args, **kwargs)
-        self._check_confirmed()
-        return result
+        return await self._confirmed(super().fetchval, *args, **kwargs)
 
     async def fetchrow(self, *args: Any, **kwargs: Any) -> Any:
-        self._warned = None
-        result = await super().fetchrow(*args, **kwargs)
-        self._check_confirmed()
-        return result
+        return await self._confirmed(super().fetchrow, *args, **kwargs)
 
     async def fetchmany(self, *args: Any, **kwargs: Any) -> Any:
-        self._warned = None
-        result = await super().fetchmany(*args, **kwargs)
-        self._check_confirmed()
-        return result
-
+        return await self._confirmed(super().fetchmany, *args, **kwargs)
