@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import urllib.parse
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -14,7 +15,15 @@ from pathlib import Path
 import httpx
 import pytest
 
-from support import Server, maintenance, start_server, with_database
+from support import (
+    PGBOUNCER_SERVER_ENVIRONMENT,
+    Server,
+    maintenance,
+    set_role_timeouts,
+    start_server,
+    wallet_command,
+    with_database,
+)
 from wallet.db import embedded, migrate
 
 TEMPLATE_DATABASE = f"wallet_test_template_{os.getpid()}"
@@ -22,21 +31,41 @@ TEMPLATE_DATABASE = f"wallet_test_template_{os.getpid()}"
 
 @dataclass(frozen=True)
 class SystemProgram:
-    """A Debian package some tests need. .ci/run installs it; elsewhere, when it is missing, the
+    """Debian packages some tests need. .ci/run installs them; elsewhere, when one is missing, the
     tests that need it are deselected and the run ends by saying so (in CI they run and fail)."""
 
     marker: str
-    paths: tuple[str, ...]
+    # Every program is needed; each is given as alternatives (a name on PATH, absolute paths).
+    programs: tuple[tuple[str, ...], ...]
     install: str
     rerun: str
 
-    def missing(self) -> bool:
-        return not any(Path(path).is_file() or shutil.which(path) for path in self.paths)
+    def missing(self) -> str | None:
+        """The first program that is not there (its last alternative), or None."""
+        for alternatives in self.programs:
+            if not any(Path(path).is_file() or shutil.which(path) for path in alternatives):
+                return alternatives[-1]
+        return None
 
 
 SYSTEM_PROGRAMS = (
-    SystemProgram("browser", ("/usr/bin/chromium",), "apt-get install -y chromium", "-m browser tests/web"),
-    SystemProgram("nginx", ("nginx", "/usr/sbin/nginx"), "apt-get install -y nginx", "-m nginx tests/deploy"),
+    SystemProgram(
+        "browser", (("/usr/bin/chromium",),), "apt-get install -y chromium", "-m browser tests/web"
+    ),
+    SystemProgram(
+        "nginx", (("nginx", "/usr/sbin/nginx"),), "apt-get install -y nginx", "-m nginx tests/deploy"
+    ),
+    SystemProgram(
+        "ha",
+        (
+            ("/usr/bin/patroni",),
+            ("/usr/bin/etcd",),
+            ("/usr/sbin/pgbouncer",),
+            ("/usr/lib/postgresql/15/bin/postgres",),
+        ),
+        "apt-get install -y patroni etcd-server pgbouncer postgresql-15",
+        "-m ha tests",
+    ),
 )
 NOT_RUN = pytest.StashKey[dict[str, int]]()
 
@@ -46,7 +75,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return
     not_run: dict[str, int] = {}
     for program in SYSTEM_PROGRAMS:
-        if not program.missing():
+        if program.missing() is None:
             continue
         needing = [item for item in items if item.get_closest_marker(program.marker) is not None]
         if needing:
@@ -62,7 +91,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
         if count:
             terminalreporter.write_sep(
                 "!",
-                f"{count} {program.marker.upper()} TESTS NOT RUN: {program.paths[-1]} is missing",
+                f"{count} {program.marker.upper()} TESTS NOT RUN: {program.missing()} is missing",
                 yellow=True,
             )
             terminalreporter.write_line(
@@ -112,21 +141,52 @@ def create_database(server_url: str) -> Iterator[Callable[[], str]]:
 
 @pytest.fixture(scope="session")
 def seeded_database(create_database: Callable[[], str]) -> str:
-    from support import wallet_command
-
     url = create_database()
     wallet_command("db", "seed", database_url=url)
     return url
 
 
 @pytest.fixture(scope="session")
-def server(seeded_database: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def direct_server(seeded_database: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """One `wallet serve` for the API tests; each test makes its own wallets."""
     running = start_server(seeded_database, tmp_path_factory.mktemp("server") / "server.log")
     try:
         yield running
     finally:
         running.stop()
+
+
+@pytest.fixture(scope="session")
+def server(direct_server: Server) -> Server:
+    """The API tests' server (a module may override it with support.server_of)."""
+    return direct_server
+
+
+@pytest.fixture(scope="session")
+def pgbouncer_server(
+    create_database: Callable[[], str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    """A `wallet serve` that reaches its own seeded database through PgBouncer in transaction
+    mode (WALLET_DATABASE_POOLER=pgbouncer, statement cache 0), its timeouts set on the database
+    role; `database_url` is the direct URL, for the tests' own queries. For tests parametrised
+    with THROUGH_PGBOUNCER_TOO (support.py)."""
+    from ha.pgbouncer import PgBouncer
+
+    database_url = create_database()
+    wallet_command("db", "seed", database_url=database_url)
+    set_role_timeouts(database_url, PGBOUNCER_SERVER_ENVIRONMENT)
+    bouncer = PgBouncer(database_url)
+    bouncer.start()
+    try:
+        database = urllib.parse.urlsplit(database_url).path.lstrip("/")
+        environment = {**PGBOUNCER_SERVER_ENVIRONMENT, "WALLET_DATABASE_URL": bouncer.url(database)}
+        running = start_server(database_url, tmp_path_factory.mktemp("pgbouncer") / "server.log", environment)
+        try:
+            yield running
+        finally:
+            running.stop()
+    finally:
+        bouncer.stop()
 
 
 @pytest.fixture

@@ -17,9 +17,22 @@ from typing import Any
 
 import asyncpg
 import httpx
+import pytest
 
 WALLET = str(Path(sys.executable).with_name("wallet"))
 SERVER_START_TIMEOUT_SECONDS = 30.0
+# start_server's timeouts, plus what a server behind PgBouncer in transaction mode needs.
+PGBOUNCER_SERVER_ENVIRONMENT = {
+    "WALLET_DATABASE_POOLER": "pgbouncer",
+    "WALLET_STATEMENT_CACHE_SIZE": "0",
+    "WALLET_TIMEOUT_MS_STATEMENT": "30000",
+    "WALLET_TIMEOUT_MS_LOCK": "20000",
+}
+# Runs a test of a module that overrides `server` with `server_of` (below) twice: against the
+# suite's server, and through PgBouncer in transaction mode (marker `ha`).
+THROUGH_PGBOUNCER_TOO = pytest.mark.parametrize(
+    "server", ["direct", pytest.param("pgbouncer", marks=pytest.mark.ha)], indirect=True
+)
 
 
 def with_database(url: str, database: str) -> str:
@@ -87,6 +100,30 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(timeout=5)
+
+
+def server_of(request: pytest.FixtureRequest, direct: Server) -> Server:
+    """The server a test parametrised with THROUGH_PGBOUNCER_TOO asked for (default: `direct`)."""
+    if getattr(request, "param", "direct") == "pgbouncer":
+        through_pgbouncer: Server = request.getfixturevalue("pgbouncer_server")
+        return through_pgbouncer
+    return direct
+
+
+def set_role_timeouts(database_url: str, environment: dict[str, str]) -> None:
+    """Behind PgBouncer the timeouts are the role's settings (for this database only), the values
+    `wallet serve` checks at start against its WALLET_TIMEOUT_MS_* from `environment`."""
+    from wallet.config import Settings
+    from wallet.db.pool import timeout_settings
+
+    statement_ms = int(environment["WALLET_TIMEOUT_MS_STATEMENT"])
+    lock_ms = int(environment["WALLET_TIMEOUT_MS_LOCK"])
+    expected = timeout_settings(Settings(timeout_ms_statement=statement_ms, timeout_ms_lock=lock_ms))
+    database = urllib.parse.urlsplit(database_url).path.lstrip("/")
+    for name, value in expected.items():
+        # Identifiers and integers only, from this module's own constants.
+        statement = f'ALTER ROLE CURRENT_USER IN DATABASE "{database}" SET {name} = {int(value)}'
+        maintenance(database_url, statement)
 
 
 def wallet_serve(port: int) -> list[str]:

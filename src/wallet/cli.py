@@ -74,7 +74,7 @@ def _database_url(settings: Settings) -> Iterator[str]:
 
 def _run(settings: Settings, task: Callable[[Connection], Awaitable[ResultT]]) -> ResultT:
     async def main(url: str) -> ResultT:
-        async with database.connect(url) as connection:
+        async with database.connect(url, settings.statement_cache_size) as connection:
             return await task(connection)
 
     with _database_url(settings) as url:
@@ -110,6 +110,7 @@ def serve(
         # must not reach the workers, or GET /ui/session would hand it out.
         os.environ.pop("WALLET_DEMO_UI_KEY", None)
         _check_migrated(settings.database_url)
+        _check_timeouts_in_force(settings)
     typer.echo(f"wallet: serving on http://{bind_host}:{bind_port}/ (API docs at /docs)", err=True)
     metrics_directory = _metrics_directory(workers)
     # uvicorn shuts down gracefully on SIGTERM, then raises the signal again: this handler turns
@@ -249,6 +250,26 @@ def _check_migrated(database_url: str) -> None:
         raise fail(
             f"the database schema is at {current or 'nothing'}, not {migrate.head_revision()}: "
             "run `wallet db migrate` first"
+        )
+
+
+def _check_timeouts_in_force(settings: Settings) -> None:
+    """Behind PgBouncer the pool sends no timeouts: they must be the database role's settings."""
+    from wallet.db import pool
+
+    if settings.database_pooler != "pgbouncer":
+        return
+    expected = pool.timeout_settings(settings)
+
+    async def not_in_force(connection: Connection) -> list[str]:
+        return await database.timeouts_not_in_force(connection, expected)
+
+    wrong = _run(settings, not_in_force)
+    if wrong:
+        settings_sql = ", ".join(f"SET {name} = {value}" for name, value in expected.items())
+        raise fail(
+            f"WALLET_DATABASE_POOLER=pgbouncer: the database role's {'; '.join(wrong)} "
+            f"(from WALLET_TIMEOUT_MS_*): run ALTER ROLE <role> {settings_sql} (one statement each)"
         )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import urllib.parse
 from pathlib import Path
 from typing import Literal
 
@@ -46,6 +47,15 @@ class Settings(BaseSettings):
     # requests one group takes.
     group_commit_in_flight_max: int = Field(default=2, ge=1, le=64)
     group_commit_size_max: int = Field(default=64, ge=1, le=1000)
+    # What sits between the service and PostgreSQL. `pgbouncer` (transaction pooling): the pool
+    # sends no timeout as a startup parameter (PgBouncer refuses them); the timeouts must be set
+    # on the database role, and `wallet serve` refuses to start when they differ (docs/ha.md).
+    database_pooler: Literal["none", "pgbouncer"] = "none"
+    # Patroni REST API of every node, comma-separated (http://host:8008,...): new connections go
+    # to the node that answers GET /primary with 200, and connections to a former primary are
+    # closed once another node does. Empty: connect by WALLET_DATABASE_URL alone.
+    patroni_urls: str = ""
+    patroni_check_interval_ms: int = Field(default=500, ge=50, le=60_000)
     # Peers whose X-Forwarded-For / X-Forwarded-Proto are believed (uvicorn's forwarded_allow_ips):
     # comma-separated addresses or networks, or * (only where no one else can reach the port).
     forwarded_allow_ips: str = "127.0.0.1"
@@ -64,6 +74,20 @@ class Settings(BaseSettings):
         if not value.startswith(("postgresql://", "postgres://")):
             raise ValueError("must be a postgresql:// URL")
         return value
+
+    @field_validator("patroni_urls")
+    @classmethod
+    def _http_urls(cls, value: str) -> str:
+        for item in value.split(",") if value.strip() else []:
+            parts = urllib.parse.urlsplit(item.strip())
+            if parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/"):
+                raise ValueError(f"{item.strip()!r} is not an http(s)://host:port URL")
+            _ = parts.port  # ValueError on a port that is not a number in range
+        return value
+
+    @property
+    def patroni_rest_urls(self) -> tuple[str, ...]:
+        return tuple(item.strip().rstrip("/") for item in self.patroni_urls.split(",") if item.strip())
 
     @field_validator("forwarded_allow_ips")
     @classmethod
@@ -89,4 +113,8 @@ def load_settings() -> Settings:
         raise ConfigurationError(f"{name}: {first['msg']}") from None
     if settings.pool_size_min > settings.pool_size_max:
         raise ConfigurationError("WALLET_POOL_SIZE_MIN: must not exceed WALLET_POOL_SIZE_MAX")
+    if settings.database_url is None and settings.patroni_urls.strip():
+        raise ConfigurationError("WALLET_PATRONI_URLS: needs WALLET_DATABASE_URL, not the embedded one")
+    if settings.database_url is None and settings.database_pooler != "none":
+        raise ConfigurationError("WALLET_DATABASE_POOLER: needs WALLET_DATABASE_URL, not the embedded one")
     return settings

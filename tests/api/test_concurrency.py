@@ -11,12 +11,19 @@ from typing import Any
 
 import asyncpg
 import httpx
+import pytest
 
-from support import Server
+from support import THROUGH_PGBOUNCER_TOO, Server, server_of
 from support import async_assert_ledger_ok as assert_ledger_ok
 from support import async_balance as balance
 
 GATHER_TIMEOUT_SECONDS = 60.0
+
+
+@pytest.fixture
+def server(request: pytest.FixtureRequest, direct_server: Server) -> Server:
+    """The suite's server; through PgBouncer for the tests marked THROUGH_PGBOUNCER_TOO."""
+    return server_of(request, direct_server)
 
 
 async def new_wallet(client: httpx.AsyncClient, asset: str = "GOLD") -> str:
@@ -70,6 +77,7 @@ def assert_balance_chain(entries: list[asyncpg.Record], final_balance: int) -> N
     assert running == final_balance
 
 
+@THROUGH_PGBOUNCER_TOO
 async def test_five_parallel_spends_of_thirty_leave_ten(server: Server) -> None:
     async with server.async_client() as client:
         wallet_id = await new_wallet(client)
@@ -90,6 +98,7 @@ async def test_five_parallel_spends_of_thirty_leave_ten(server: Server) -> None:
         await assert_ledger_ok(client)
 
 
+@THROUGH_PGBOUNCER_TOO
 async def test_two_hundred_spends_of_one_on_150_each_see_a_distinct_balance(server: Server) -> None:
     async with server.async_client() as client:
         wallet_id = await new_wallet(client)
@@ -120,6 +129,7 @@ async def test_two_hundred_spends_of_one_on_150_each_see_a_distinct_balance(serv
     assert_balance_chain(entries, 0)
 
 
+@THROUGH_PGBOUNCER_TOO
 async def test_hundred_opposing_transfers_neither_deadlock_nor_fail_and_conserve_the_total(
     server: Server,
 ) -> None:
@@ -179,6 +189,7 @@ def _apply(expected: dict[str, int], document: dict[str, Any]) -> None:
         expected[credited[0]] += amount
 
 
+@THROUGH_PGBOUNCER_TOO
 async def test_mixed_parallel_load_leaves_the_balances_the_responses_imply(server: Server) -> None:
     rng = random.Random(17)
     async with server.async_client() as client:

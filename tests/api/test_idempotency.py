@@ -12,11 +12,17 @@ import asyncpg
 import httpx
 import pytest
 
-from support import Server, create_key
+from support import THROUGH_PGBOUNCER_TOO, Server, create_key, server_of
 from support import async_assert_ledger_ok as assert_ledger_ok
 from support import async_balance as balance
 
 REPLAYED = "Idempotent-Replayed"
+
+
+@pytest.fixture
+def server(request: pytest.FixtureRequest, direct_server: Server) -> Server:
+    """The suite's server; through PgBouncer for the tests marked THROUGH_PGBOUNCER_TOO."""
+    return server_of(request, direct_server)
 
 
 def fresh_key() -> str:
@@ -75,6 +81,7 @@ async def stored_keys(server: Server, key: str) -> list[asyncpg.Record]:
     )
 
 
+@THROUGH_PGBOUNCER_TOO
 async def test_replay_is_byte_identical_marked_replayed_and_moves_money_once(server: Server) -> None:
     async with server.async_client() as client:
         wallet_id = await new_wallet(client)
@@ -98,6 +105,7 @@ async def test_replay_is_byte_identical_marked_replayed_and_moves_money_once(ser
     assert rows[0]["n"] == 1
 
 
+@THROUGH_PGBOUNCER_TOO
 async def test_twenty_concurrent_duplicates_post_once_and_all_answer_the_same_201(server: Server) -> None:
     async with server.async_client() as client:
         wallet_id = await new_wallet(client)
@@ -351,6 +359,7 @@ async def test_wallet_not_found_on_a_transfer_target_is_stored_and_replayed(serv
     assert len(await transaction_ids_of(server, source)) == 1  # the funding top-up only
 
 
+@THROUGH_PGBOUNCER_TOO
 async def test_a_replayed_transfer_moves_money_once(server: Server) -> None:
     async with server.async_client() as client:
         wallet_a, wallet_b = await new_wallet(client), await new_wallet(client)

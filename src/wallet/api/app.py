@@ -30,6 +30,8 @@ from wallet.api.problems import Problem, unavailable
 from wallet.api.routes import router
 from wallet.config import Settings, load_settings
 from wallet.db import migrate
+from wallet.db.connection import CommitUnconfirmed
+from wallet.db.patroni import NoPrimaryFound
 from wallet.db.pool import create_pool
 from wallet.ledger.errors import LedgerError
 from wallet.ledger.group_commit import GroupCommit
@@ -59,6 +61,27 @@ UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
     ConnectionError,
     OSError,
     asyncio.TimeoutError,
+    # What a failover of the database (Patroni) throws at the pool. Seen in the runs of tests/ha/:
+    # the connection's server died or was terminated under a running query;
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+    ConnectionResetError,
+    # the promoted standby or the restarted old primary is still starting up;
+    asyncpg.exceptions.CannotConnectNowError,
+    # the last host of a multi-host URL refused (no node up at that moment);
+    ConnectionRefusedError,
+    # no host of a multi-host URL was read-write (target_session_attrs) at that moment;
+    asyncpg.exceptions.TargetServerAttributeNotMatched,
+    # a connection cut in the middle of the protocol ("cannot switch to state 12"): asyncpg's
+    # base class of unexpected client states, not a connection error subclass.
+    asyncpg.exceptions.InternalClientError,
+    # Not seen there, but what a switchover can give: the old primary, fast-stopped, ends its
+    # sessions; a statement reaches a node that has just become a standby.
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.ReadOnlySQLTransactionError,
+    # no Patroni node answers GET /primary with 200 and none ever did (wallet.db.patroni);
+    NoPrimaryFound,
+    # the commit may not be on the synchronous standby: the outcome is unknown (wallet.db.connection).
+    CommitUnconfirmed,
 )
 # The status recorded for a request whose client went away before sending all of it (nginx's 499).
 CLIENT_CLOSED_REQUEST = 499
@@ -81,7 +104,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         assert settings.database_url is not None, "wallet serve sets the database URL"
         app.state.pool = await create_pool(settings, settings.database_url)
-        app.state.key_cache = KeyCache(settings, settings.database_url) if settings.api_key_cache else None
+        app.state.key_cache = None
+        if settings.api_key_cache and settings.database_pooler == "none":
+            router = getattr(app.state.pool, "router", None)
+            connect = router.connect if router is not None else asyncpg.connect
+            app.state.key_cache = KeyCache(settings, settings.database_url, connect)
         if app.state.key_cache is not None:
             await app.state.key_cache.start()
         app.state.group_commit = GroupCommit(

@@ -12,7 +12,9 @@ is emptied and bypassed, every request looks its key up, and the connection is m
 LISTEN_RETRY_SECONDS. A lookup that was in flight when a notification arrived is not cached (the
 generation it started in is gone), so a key revoked meanwhile cannot linger. Unknown keys are
 never cached. Behind a pooler that does not keep a session (PgBouncer in transaction mode)
-LISTEN does not work: turn the cache off there (WALLET_API_KEY_CACHE=false).
+LISTEN does not work, so with WALLET_DATABASE_POOLER=pgbouncer there is no cache (and
+WALLET_API_KEY_CACHE=false turns it off anywhere). With Patroni routing the listening connection
+goes to the primary, and is closed (emptying the cache) when another node becomes primary.
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 import structlog
@@ -43,10 +47,16 @@ class _Entry:
     expires: float  # time.monotonic()
 
 
+Connect = Callable[..., Awaitable["asyncpg.Connection[Any]"]]
+
+
 class KeyCache:
-    def __init__(self, settings: Settings, database_url: str) -> None:
+    def __init__(self, settings: Settings, database_url: str, connect: Connect = asyncpg.connect) -> None:
+        """`connect` opens the listening connection: the pool's own (to the primary Patroni
+        names, which also closes it when the primary changes), or asyncpg.connect."""
         self._settings = settings
         self._database_url = database_url
+        self._connect = connect
         self._entries: dict[bytes, _Entry] = {}
         self._generation = 0
         self._listening = False
@@ -110,7 +120,7 @@ class KeyCache:
         while True:
             self._lost.clear()
             try:
-                self._connection = await asyncpg.connect(
+                self._connection = await self._connect(
                     self._database_url,
                     timeout=self._settings.timeout_ms_connect / 1000,
                     statement_cache_size=0,

@@ -24,9 +24,11 @@ def start_embedded(settings: Settings) -> embedded.EmbeddedPostgres:
 
 
 @asynccontextmanager
-async def connect(database_url: str) -> AsyncIterator[Connection]:
-    """One connection for a command-line task."""
-    connection = await asyncpg.connect(database_url, timeout=TIMEOUT_SECONDS_CONNECT)
+async def connect(database_url: str, statement_cache_size: int = 100) -> AsyncIterator[Connection]:
+    """One connection for a command-line task (statement cache 0 behind PgBouncer)."""
+    connection = await asyncpg.connect(
+        database_url, timeout=TIMEOUT_SECONDS_CONNECT, statement_cache_size=statement_cache_size
+    )
     try:
         yield connection
     finally:
@@ -40,3 +42,16 @@ async def schema_revision(connection: Connection) -> str | None:
     revision = await connection.fetchval("SELECT version_num FROM alembic_version")
     assert revision is None or isinstance(revision, str)
     return revision
+
+
+async def timeouts_not_in_force(connection: Connection, expected: dict[str, str]) -> list[str]:
+    """Which of the `expected` settings (name: value in milliseconds) the session does not have,
+    as "name is actual, not expected". Behind PgBouncer the timeouts are the role's settings."""
+    rows = await connection.fetch(
+        "SELECT name, setting FROM pg_settings WHERE name = ANY($1::text[])", list(expected)
+    )
+    actual = {row["name"]: row["setting"] for row in rows}
+    assert set(actual) == set(expected), actual
+    return [
+        f"{name} is {actual[name]}, not {value}" for name, value in expected.items() if actual[name] != value
+    ]
