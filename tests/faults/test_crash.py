@@ -1,6 +1,6 @@
-"""kill -9 of `wallet serve` in the middle of a load of money movements, then a restart on the
-same port: once the clients have retried what got no answer, every operation is applied
-exactly once."""
+"""kill -9 of `wallet serve` in the middle of a load of money movements (single requests, which
+the service groups into shared transactions, and batches), then a restart on the same port:
+once the clients have retried what got no answer, every operation is applied exactly once."""
 
 from __future__ import annotations
 
@@ -10,11 +10,15 @@ import time
 import pytest
 
 from faults.conftest import MakeServer, open_accounts
-from faults.workload import Workload, assert_applied_exactly_once, plan, tally
+from faults.workload import BatchWorkload, Workload, assert_applied_exactly_once, plan, tally
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(120)]
 
 OPERATIONS = 2000
+BATCHED_OPERATIONS = 3000  # in batches of BATCH_SIZE, BATCH_CONCURRENCY at a time
+BATCH_SIZE = 10
+BATCH_CONCURRENCY = 2
+KILLED_AFTER_BATCHED_ANSWERS = 300
 CONCURRENCY = 48
 KILLED_AFTER_ANSWERS = 800
 WORKLOAD_TIMEOUT_SECONDS = 75.0
@@ -27,13 +31,17 @@ async def test_kill_9_mid_load_then_restart_applies_every_operation_exactly_once
     accounts = await open_accounts(fault_database, server.base_url, wallet_count=20, funding=500)
     operations = plan(accounts.wallets, OPERATIONS, seed=9)
     workload = Workload(server.base_url, accounts.workload_key, operations, CONCURRENCY)
+    batched = plan(accounts.wallets, BATCHED_OPERATIONS, seed=10)
+    batches = BatchWorkload(server.base_url, accounts.workload_key, batched, BATCH_CONCURRENCY, BATCH_SIZE)
 
-    running = asyncio.create_task(workload.run())
+    running = asyncio.gather(workload.run(), batches.run())
     await workload.wait_until_answered(KILLED_AFTER_ANSWERS)
+    await batches.wait_until_answered(KILLED_AFTER_BATCHED_ANSWERS)
     server.kill()
     killed_at = time.monotonic()
     restart_seconds = await asyncio.to_thread(server.start)
-    outcomes = await asyncio.wait_for(running, WORKLOAD_TIMEOUT_SECONDS)
+    single_outcomes, batch_outcomes = await asyncio.wait_for(running, WORKLOAD_TIMEOUT_SECONDS)
+    outcomes = single_outcomes + batch_outcomes
 
     cut = [
         outcome
@@ -47,6 +55,7 @@ async def test_kill_9_mid_load_then_restart_applies_every_operation_exactly_once
         f"restart_seconds={restart_seconds:.2f}"
     )
     assert cut, "the kill cut no request in flight: the test did not test a crash"
+    assert any(outcome in cut for outcome in batch_outcomes), "the kill cut no batch in flight"
     assert numbers.applied > 0 and numbers.declined > 0, numbers
     await assert_applied_exactly_once(
         fault_database, accounts.workload_key_id, outcomes, accounts.balances_before

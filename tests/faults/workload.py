@@ -135,6 +135,63 @@ class Workload:
             return
 
 
+class BatchWorkload(Workload):
+    """The operations sent as POST /v1/batches of `batch_size` items, each batch retried as it is
+    until it gets a 200 (API.md: a timed-out batch is retried as it is); each item's outcome is
+    its result in the batch."""
+
+    def __init__(
+        self, base_url: str, api_key: str, operations: list[Operation], concurrency: int, batch_size: int
+    ) -> None:
+        super().__init__(base_url, api_key, operations, concurrency)
+        assert 1 <= batch_size <= 1000
+        self.batch_size = batch_size
+
+    async def _client(self, client: httpx.AsyncClient, pending: Any) -> None:
+        while True:
+            batch = [outcome for _, outcome in zip(range(self.batch_size), pending, strict=False)]
+            if not batch:
+                return
+            await self._batch_until_final(client, batch)
+            async with self._progress:
+                self.answered += len(batch)
+                self._progress.notify_all()
+
+    async def _batch_until_final(self, client: httpx.AsyncClient, batch: list[Outcome]) -> None:
+        items = [batch_item(outcome.operation) for outcome in batch]
+        while True:
+            started = time.monotonic()
+            try:
+                response = await client.post("/v1/batches", json={"items": items})
+            except httpx.TransportError as error:
+                for outcome in batch:
+                    outcome.attempts.append(
+                        Attempt(started, time.monotonic() - started, None, type(error).__name__)
+                    )
+                await asyncio.sleep(RETRY_PAUSE_SECONDS)
+                continue
+            elapsed = time.monotonic() - started
+            if response.status_code in RETRIED_STATUSES:
+                for outcome in batch:
+                    outcome.attempts.append(Attempt(started, elapsed, response.status_code))
+                await asyncio.sleep(RETRY_PAUSE_SECONDS)
+                continue
+            assert response.status_code == 200, response.text
+            for outcome, result in zip(batch, response.json()["results"], strict=True):
+                outcome.attempts.append(Attempt(started, elapsed, result["status"]))
+                outcome.status = result["status"]
+                outcome.document = result["body"]
+                outcome.replayed = result["replayed"]
+            return
+
+
+def batch_item(operation: Operation) -> dict[str, Any]:
+    item: dict[str, Any] = {"op": operation.kind, "idempotency_key": operation.key, **operation.body}
+    if operation.kind != "transfer":
+        item["wallet_id"] = operation.target if operation.kind == "topup" else operation.source
+    return item
+
+
 @dataclass(frozen=True)
 class Tally:
     """The numbers docs/reliability.md reports for each fault."""

@@ -248,7 +248,9 @@ BEGIN
                     END IF;
                 END LOOP;
             END LOOP;
-            IF code IS NULL AND array_position(system_key, item_asset[i] || ':treasury') IS NULL THEN
+            -- A journal names its asset: one that does not exist is the first thing wrong with it.
+            IF item_asset[i] IS NOT NULL AND code IS DISTINCT FROM 'deferred'
+                    AND array_position(system_key, item_asset[i] || ':treasury') IS NULL THEN
                 code := 'asset_not_found';
                 detail := format('Asset %s does not exist.', item_asset[i]);
             END IF;
