@@ -30,7 +30,7 @@ from support import (
     wallet_command,
     with_database,
 )
-from wallet.db import migrate
+from wallet.db import embedded, migrate
 
 COMMAND_TIMEOUT_SECONDS = 30
 
@@ -365,6 +365,12 @@ def test_serve_refuses_an_unmigrated_database_and_says_to_migrate(
         "serve migrated"
     )
 
+    # Tables of this version with ledger functions of another: refused the same way.
+    wallet_command("db", "migrate", database_url=empty_database)
+    maintenance(empty_database, "COMMENT ON SCHEMA ledger IS 'sha256:of-another-version'")
+    stale = run_wallet("serve", "--port", str(free_port()), env={"WALLET_DATABASE_URL": empty_database})
+    assert_one_line_error(stale, "ledger functions", "wallet db migrate")
+
     # Following the advice works.
     wallet_command("db", "migrate", database_url=empty_database)
     server = start_server(empty_database, tmp_path / "server.log")
@@ -379,14 +385,14 @@ def test_serve_on_a_busy_port_says_so_in_one_line_and_creates_nothing(tmp_path: 
     on a data directory that does not exist yet. The next port up is busy too, so the advice
     names one that is free."""
     data_dir = tmp_path / "wallet-data"
-    embedded = {"WALLET_DATABASE_URL": "", "WALLET_DATA_DIR": str(data_dir)}
+    embedded_env = {"WALLET_DATABASE_URL": "", "WALLET_DATA_DIR": str(data_dir)}
     with socket.socket() as busy, socket.socket() as next_busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
         next_busy.bind(("127.0.0.1", port + 10))
         next_busy.listen()
-        result = run_wallet("serve", "--port", str(port), env=embedded)
+        result = run_wallet("serve", "--port", str(port), env=embedded_env)
     assert_one_line_error(result)
     line = result.stderr.strip()
     found = re.fullmatch(rf"wallet: port {port} is in use; try `wallet serve --port (\d+)`", line)
@@ -395,6 +401,27 @@ def test_serve_on_a_busy_port_says_so_in_one_line_and_creates_nothing(tmp_path: 
     assert suggested > port + 10 and (suggested - port) % 10 == 0, line
     assert result.stdout == ""
     assert not data_dir.exists(), "serve created the data directory before checking the port"
+
+
+def test_serve_that_cannot_migrate_the_embedded_database_stops_it_and_says_so_in_one_line(
+    tmp_path: Path,
+) -> None:
+    """Everything `wallet serve` does on the embedded database before serving (start it,
+    migrate, seed, make keys) runs inside the guard that stops it again: a migration that fails
+    leaves no postmaster behind and no traceback."""
+    data_dir = tmp_path / "wallet-data"
+    embedded_env = {"WALLET_DATABASE_URL": "", "WALLET_DATA_DIR": str(data_dir)}
+    assert run_wallet("db", "migrate", env=embedded_env).returncode == 0
+    server = embedded.start(data_dir.resolve())
+    try:
+        sql(server.url(), "UPDATE alembic_version SET version_num = 'from-the-future'")
+    finally:
+        server.stop()
+    result = run_wallet("serve", "--port", str(free_port()), env=embedded_env)
+    assert_one_line_error(result, "could not migrate the embedded database")
+    assert "serving on" not in result.stderr
+    postmaster = data_dir / embedded.CLUSTER_DIRECTORY_NAME / "postmaster.pid"
+    assert not postmaster.exists(), "the embedded PostgreSQL outlived the failed start"
 
 
 # --- idempotency purge ---------------------------------------------------------------------------

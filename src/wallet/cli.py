@@ -15,15 +15,18 @@ from contextlib import contextmanager
 from types import FrameType
 from typing import Annotated, TypeVar
 
-import asyncpg
 import orjson
+import psycopg
 import typer
+from alembic.util.exc import CommandError as AlembicError
+from sqlalchemy.exc import SQLAlchemyError
 
 from wallet import idempotency, keys, logs, seed
 from wallet._loopback import is_loopback_host
 from wallet.config import ConfigurationError, Settings, load_settings
 from wallet.db import database, embedded
-from wallet.ledger import verify
+from wallet.db.errors import is_unavailable
+from wallet.ledger import code, verify
 from wallet.types import Connection
 
 ResultT = TypeVar("ResultT")
@@ -74,14 +77,21 @@ def _database_url(settings: Settings) -> Iterator[str]:
 
 def _run(settings: Settings, task: Callable[[Connection], Awaitable[ResultT]]) -> ResultT:
     async def main(url: str) -> ResultT:
-        async with database.connect(url, settings.statement_cache_size) as connection:
+        timeout_seconds = settings.timeout_ms_connect / 1000
+        async with database.connect(url, timeout_seconds, settings.statement_cache_size) as connection:
             return await task(connection)
 
     with _database_url(settings) as url:
         try:
             return asyncio.run(main(url))
-        except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as error:
-            raise fail(f"cannot reach the database: {error}") from None
+        except Exception as error:
+            if is_unavailable(error):
+                raise fail(f"cannot reach the database: {_first_line(error)}") from None
+            raise
+
+
+# What `wallet serve` gives uvicorn to finish the requests in flight after SIGTERM.
+TIMEOUT_SECONDS_GRACEFUL_SHUTDOWN = 10
 
 
 @app.command()
@@ -98,44 +108,56 @@ def serve(
 
     settings = _settings()
     logs.configure(settings.log_level)
-    server: embedded.EmbeddedPostgres | None = None
     bind_host, bind_port = host or settings.host, port or settings.port
+    # The embedded PostgreSQL, when there is no WALLET_DATABASE_URL, runs inside this guard: any
+    # failure from here on stops it again and ends with one line.
+    with _database_url(settings) as database_url:
+        _prepare_to_serve(settings, database_url, bind_host)
+        typer.echo(f"wallet: serving on http://{bind_host}:{bind_port}/ (API docs at /docs)", err=True)
+        metrics_directory = _metrics_directory(workers)
+        # uvicorn shuts down gracefully on SIGTERM, then raises the signal again: this handler
+        # turns that into a normal exit, so the guard still stops the embedded PostgreSQL.
+        signal.signal(signal.SIGTERM, _exit_after_graceful_shutdown)
+        try:
+            uvicorn.run(
+                "wallet.api.app:create_app",
+                factory=True,
+                host=bind_host,
+                port=bind_port,
+                workers=workers,
+                loop="uvloop",
+                http=LimitedHttpToolsProtocol,
+                log_level=settings.log_level,
+                log_config=logs.standard_library_config(settings.log_level),
+                access_log=False,
+                forwarded_allow_ips=settings.forwarded_allow_ips,
+                timeout_graceful_shutdown=TIMEOUT_SECONDS_GRACEFUL_SHUTDOWN,
+            )
+        finally:
+            if metrics_directory is not None:
+                shutil.rmtree(metrics_directory, ignore_errors=True)
+
+
+def _prepare_to_serve(settings: Settings, database_url: str, bind_host: str) -> None:
+    """Embedded: migrate, seed, the first admin key, the demo UI's key. External: check that the
+    database is migrated (tables and functions) and, behind PgBouncer, the role's timeouts."""
     if database.is_embedded(settings):
-        server = _prepare_embedded(settings)
-        os.environ["WALLET_DATABASE_URL"] = server.url()
-        _hand_demo_ui_key(server.url(), bind_host)
-    else:
-        assert settings.database_url is not None
-        # The demo UI's key exists only in embedded demo mode: one inherited from the environment
-        # must not reach the workers, or GET /ui/session would hand it out.
-        os.environ.pop("WALLET_DEMO_UI_KEY", None)
-        _check_migrated(settings.database_url)
-        _check_timeouts_in_force(settings)
-    typer.echo(f"wallet: serving on http://{bind_host}:{bind_port}/ (API docs at /docs)", err=True)
-    metrics_directory = _metrics_directory(workers)
-    # uvicorn shuts down gracefully on SIGTERM, then raises the signal again: this handler turns
-    # that into a normal exit, so the `finally` below still stops the embedded PostgreSQL.
-    signal.signal(signal.SIGTERM, _exit_after_graceful_shutdown)
-    try:
-        uvicorn.run(
-            "wallet.api.app:create_app",
-            factory=True,
-            host=bind_host,
-            port=bind_port,
-            workers=workers,
-            loop="uvloop",
-            http=LimitedHttpToolsProtocol,
-            log_level=settings.log_level,
-            log_config=logs.standard_library_config(settings.log_level),
-            access_log=False,
-            forwarded_allow_ips=settings.forwarded_allow_ips,
-            timeout_graceful_shutdown=10,
-        )
-    finally:
-        if metrics_directory is not None:
-            shutil.rmtree(metrics_directory, ignore_errors=True)
-        if server is not None and server.started:
-            server.stop()
+        os.environ["WALLET_DATABASE_URL"] = database_url
+        try:
+            _prepare_embedded(settings, database_url)
+        except (AlembicError, SQLAlchemyError, psycopg.Error) as error:
+            raise fail(f"could not migrate the embedded database: {_first_line(error)}") from None
+        _hand_demo_ui_key(settings, database_url, bind_host)
+        return
+    # The demo UI's key exists only in embedded demo mode: one inherited from the environment
+    # must not reach the workers, or GET /ui/session would hand it out.
+    os.environ.pop("WALLET_DEMO_UI_KEY", None)
+    _check_migrated(settings, database_url)
+    _check_timeouts_in_force(settings)
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
 def _require_free_port(host: str | None, port: int | None) -> None:
@@ -192,45 +214,35 @@ def _metrics_directory(workers: int) -> str | None:
     return directory
 
 
-def _prepare_embedded(settings: Settings) -> embedded.EmbeddedPostgres:
-    try:
-        server = database.start_embedded(settings)
-    except embedded.EmbeddedPostgresError as error:
-        raise fail(f"embedded PostgreSQL did not start: {error}") from None
+def _prepare_embedded(settings: Settings, database_url: str) -> None:
     from wallet.db import migrate
 
-    migrate.upgrade(server.url())
+    migrate.upgrade(database_url)
 
     async def first_start(connection: Connection) -> str | None:
         if await seed.is_empty(connection):
             await seed.seed(connection)
-        if await connection.fetchval("SELECT EXISTS (SELECT FROM api_key)"):
+        if await keys.any_exist(connection):
             return None
         _, secret = await keys.create(connection, "admin", {keys.Scope.ADMIN})
         return secret
 
-    async def main() -> str | None:
-        async with database.connect(server.url()) as connection:
-            return await first_start(connection)
-
-    secret = asyncio.run(main())
+    secret = _run(settings.model_copy(update={"database_url": database_url}), first_start)
     if secret is not None:
         typer.echo(
             f"wallet: first start: created the admin API key (shown once, keep it):\n{secret}", err=True
         )
-    return server
 
 
-def _hand_demo_ui_key(database_url: str, bind_host: str) -> None:
+def _hand_demo_ui_key(settings: Settings, database_url: str, bind_host: str) -> None:
     """Embedded demo mode: a fresh admin key for the demo UI at each start (older ones revoked),
     passed to the workers in WALLET_DEMO_UI_KEY, never printed. Only when listening on a
     loopback address; elsewhere the page asks for a key."""
 
-    async def main() -> str | None:
-        async with database.connect(database_url) as connection:
-            return await keys.renew_demo_key(connection, create_new=is_loopback_host(bind_host))
+    async def renew(connection: Connection) -> str | None:
+        return await keys.renew_demo_key(connection, create_new=is_loopback_host(bind_host))
 
-    secret = asyncio.run(main())
+    secret = _run(settings.model_copy(update={"database_url": database_url}), renew)
     if secret is None:
         os.environ.pop("WALLET_DEMO_UI_KEY", None)
         typer.echo(f"wallet: the demo UI asks for an API key ({bind_host} is not loopback)", err=True)
@@ -238,19 +250,20 @@ def _hand_demo_ui_key(database_url: str, bind_host: str) -> None:
         os.environ["WALLET_DEMO_UI_KEY"] = secret
 
 
-def _check_migrated(database_url: str) -> None:
+def _check_migrated(settings: Settings, database_url: str) -> None:
     from wallet.db import migrate
 
-    async def revision(connection: Connection) -> str | None:
-        return await database.schema_revision(connection)
+    async def installed(connection: Connection) -> tuple[str | None, str | None]:
+        return await database.schema_revision(connection), await code.installed_checksum(connection)
 
-    settings = _settings()
-    current = _run(settings.model_copy(update={"database_url": database_url}), revision)
-    if current != migrate.head_revision():
+    revision, functions = _run(settings.model_copy(update={"database_url": database_url}), installed)
+    if revision != migrate.head_revision():
         raise fail(
-            f"the database schema is at {current or 'nothing'}, not {migrate.head_revision()}: "
+            f"the database schema is at {revision or 'nothing'}, not {migrate.head_revision()}: "
             "run `wallet db migrate` first"
         )
+    if functions != code.checksum():
+        raise fail("the database's ledger functions are not this version's: run `wallet db migrate` first")
 
 
 def _check_timeouts_in_force(settings: Settings) -> None:

@@ -116,6 +116,12 @@ async def authenticate(connection: Connection, secret: str) -> ApiKey | None:
     return _api_key(row)
 
 
+async def any_exist(connection: Connection) -> bool:
+    exists = await connection.fetchval("SELECT EXISTS (SELECT FROM api_key)")
+    assert isinstance(exists, bool)
+    return exists
+
+
 async def list_keys(connection: Connection) -> list[ApiKey]:
     rows = await connection.fetch(
         "SELECT id, name, scopes, created_at, revoked_at FROM api_key ORDER BY created_at"

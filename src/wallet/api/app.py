@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import importlib.resources
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -24,65 +23,22 @@ from wallet import housekeeping, logs
 from wallet import metrics as service_metrics
 from wallet.api import movements, schemas
 from wallet.api.auth import KeyCache
-from wallet.api.deps import pooled_connection
+from wallet.api.deps import connection, pooled_connection
 from wallet.api.middleware import REQUEST_STATUS_SENT_BY_PROTOCOL, InstrumentedFastAPI
-from wallet.api.problems import Problem, unavailable
+from wallet.api.problems import Problem, status_of, unavailable
 from wallet.api.routes import router
 from wallet.config import Settings, load_settings
 from wallet.db import migrate
-from wallet.db.connection import CommitUnconfirmed
-from wallet.db.patroni import NoPrimaryFound
+from wallet.db.database import schema_revision
+from wallet.db.errors import UNAVAILABLE_ERRORS, is_unavailable
 from wallet.db.pool import create_pool
+from wallet.ledger import code
 from wallet.ledger.errors import LedgerError
 from wallet.ledger.group_commit import GroupCommit
 from wallet.web.routes import router as web_router
 
 log = structlog.get_logger("wallet.api")
 
-LEDGER_ERROR_STATUS = {
-    "asset_not_found": 404,
-    "wallet_not_found": 404,
-    "transaction_not_found": 404,
-    "asset_conflict": 409,
-    "balance_limit_exceeded": 422,
-    "same_account": 422,
-}
-# Errors that mean "the database is not answering right now": the client may retry.
-UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
-    asyncpg.exceptions.PostgresConnectionError,
-    asyncpg.exceptions.InterfaceError,
-    asyncpg.exceptions.QueryCanceledError,
-    asyncpg.exceptions.LockNotAvailableError,
-    asyncpg.exceptions.DeadlockDetectedError,
-    asyncpg.exceptions.SerializationError,
-    asyncpg.exceptions.CannotConnectNowError,
-    asyncpg.exceptions.AdminShutdownError,
-    asyncpg.exceptions.TooManyConnectionsError,
-    ConnectionError,
-    OSError,
-    asyncio.TimeoutError,
-    # What a failover of the database (Patroni) throws at the pool. Seen in the runs of tests/ha/:
-    # the connection's server died or was terminated under a running query;
-    asyncpg.exceptions.ConnectionDoesNotExistError,
-    ConnectionResetError,
-    # the promoted standby or the restarted old primary is still starting up;
-    asyncpg.exceptions.CannotConnectNowError,
-    # the last host of a multi-host URL refused (no node up at that moment);
-    ConnectionRefusedError,
-    # no host of a multi-host URL was read-write (target_session_attrs) at that moment;
-    asyncpg.exceptions.TargetServerAttributeNotMatched,
-    # a connection cut in the middle of the protocol ("cannot switch to state 12"): asyncpg's
-    # base class of unexpected client states, not a connection error subclass.
-    asyncpg.exceptions.InternalClientError,
-    # Not seen there, but what a switchover can give: the old primary, fast-stopped, ends its
-    # sessions; a statement reaches a node that has just become a standby.
-    asyncpg.exceptions.AdminShutdownError,
-    asyncpg.exceptions.ReadOnlySQLTransactionError,
-    # no Patroni node answers GET /primary with 200 and none ever did (wallet.db.patroni);
-    NoPrimaryFound,
-    # the commit may not be on the synchronous standby: the outcome is unknown (wallet.db.connection).
-    CommitUnconfirmed,
-)
 # The status recorded for a request whose client went away before sending all of it (nginx's 499).
 CLIENT_CLOSED_REQUEST = 499
 HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE")
@@ -166,12 +122,16 @@ def _add_probes(app: FastAPI) -> None:
         responses={503: {"model": schemas.ProblemDocument}},
     )
     async def readyz(request: Request) -> Response:
-        pool: asyncpg.Pool = request.app.state.pool
-        timeout_seconds = request.app.state.settings.timeout_ms_pool_acquire / 1000
-        async with pool.acquire(timeout=timeout_seconds) as connection:
-            revision = await connection.fetchval("SELECT version_num FROM alembic_version")
-        if revision != request.app.state.head_revision:
-            raise unavailable(f"Database schema is at {revision}, not {request.app.state.head_revision}.")
+        """The database answers, its tables are at this code's newest migration, and its ledger
+        functions are this code's (the checksum `wallet db migrate` recorded)."""
+        async with connection(request) as database:
+            revision = await schema_revision(database)
+            functions = await code.installed_checksum(database)
+        head = request.app.state.head_revision
+        if revision != head:
+            raise unavailable(f"Database schema is at {revision or 'nothing'}, not {head}.")
+        if functions != code.checksum():
+            raise unavailable("The database's ledger functions are not this code's: run `wallet db migrate`.")
         return Response(b'{"status":"ready"}', media_type="application/json")
 
     @app.get("/metrics", tags=["probes"], response_class=Response)
@@ -204,7 +164,7 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(LedgerError)
     async def ledger_error(request: Request, error: LedgerError) -> Response:
-        return Problem(LEDGER_ERROR_STATUS[error.code], error.code, error.detail).to_response()
+        return Problem(status_of(error.code), error.code, error.detail).to_response()
 
     @app.exception_handler(RequestValidationError)
     async def request_invalid(request: Request, error: RequestValidationError) -> Response:
@@ -221,14 +181,6 @@ def _add_error_handlers(app: FastAPI) -> None:
             return Problem(404, "not_found", "No such path.").to_response()
         return Problem(error.status_code, "http_error", str(error.detail)).to_response()
 
-    async def database_unavailable(request: Request, error: Exception) -> Response:
-        log.warning("database_unavailable", error=type(error).__name__, path=request.url.path)
-        service_metrics.record_database_error(error)
-        return unavailable("The database is not answering; retry shortly with the same key.").to_response()
-
-    for error_class in UNAVAILABLE_ERRORS:
-        app.add_exception_handler(error_class, database_unavailable)
-
     @app.exception_handler(ClientDisconnect)
     async def client_gone(request: Request, error: ClientDisconnect) -> Response:
         """The connection ended before the request's body did: the client's doing, not a bug.
@@ -243,10 +195,30 @@ def _add_error_handlers(app: FastAPI) -> None:
             log.info("client_disconnected", path=request.url.path)
         return Response(status_code=CLIENT_CLOSED_REQUEST)
 
+    async def database_error(request: Request, error: Exception) -> Response:
+        """The database not answering (db/errors.py: 503, retry with the same key), or a bug of
+        a class that can be either (an InterfaceError, an OSError)."""
+        if not is_unavailable(error):
+            return internal_error(request)
+        log.warning("database_unavailable", error=type(error).__name__, path=request.url.path)
+        service_metrics.record_database_error(error)
+        detail = "The database is not answering; retry shortly with the same key."
+        return unavailable(detail).to_response()
+
+    # Handlers of exception classes answer without re-raising (Starlette's handler of Exception
+    # itself would re-raise after answering).
+    for error_class in (*UNAVAILABLE_ERRORS, asyncpg.InterfaceError, OSError):
+        app.add_exception_handler(error_class, database_error)
+
     @app.exception_handler(Exception)
     async def unexpected(request: Request, error: Exception) -> Response:
-        log.exception("internal_error", path=request.url.path)
-        return Problem(500, "internal_error", "An unexpected error; it has been logged.").to_response()
+        return internal_error(request)
+
+
+def internal_error(request: Request) -> Response:
+    """A bug: logged with its traceback (called while the exception is handled), answered 500."""
+    log.exception("internal_error", path=request.url.path)
+    return Problem(500, "internal_error", "An unexpected error; it has been logged.").to_response()
 
 
 def _allowed_methods(request: Request, error: HTTPException) -> str:

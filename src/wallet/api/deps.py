@@ -15,6 +15,7 @@ from wallet import idempotency, keys, metrics
 from wallet.api.auth import KeyCache
 from wallet.api.problems import Problem
 from wallet.config import Settings
+from wallet.db.errors import reaching
 from wallet.types import Connection
 
 
@@ -34,7 +35,8 @@ async def pooled_connection(pool: asyncpg.Pool, settings: Settings) -> AsyncIter
     timeout_seconds = settings.timeout_ms_pool_acquire / 1000
     started = time.perf_counter()
     try:
-        pooled = await pool.acquire(timeout=timeout_seconds)
+        with reaching():
+            pooled = await pool.acquire(timeout=timeout_seconds)
     except TimeoutError:
         metrics.POOL_ACQUIRE_TIMEOUTS.inc()
         raise

@@ -24,7 +24,7 @@ from wallet import metrics
 from wallet.api import schemas
 from wallet.api.body import BODY_SIZE_MAX_BATCH, read_json, validate, validation_problem
 from wallet.api.deps import authorise, connection, idempotency_key_of, wallet_id_of
-from wallet.api.problems import PROBLEM_MEDIA_TYPE, Problem, decline_status, problem_document
+from wallet.api.problems import PROBLEM_MEDIA_TYPE, Problem, problem_document, status_of
 from wallet.idempotency import canonical_json, check_key, fingerprint
 from wallet.keys import ApiKey, Scope
 from wallet.ledger import posting
@@ -92,7 +92,7 @@ def outcome_response(outcome: posting.Outcome) -> tuple[int, bytes]:
         return 201, outcome.transaction.to_json()
     if outcome.result is posting.Result.DECLINED:
         assert outcome.decline is not None
-        status = decline_status(outcome.decline.code)
+        status = status_of(outcome.decline.code)
         return status, problem_document(status, outcome.decline.code, outcome.decline.detail)
     if outcome.result is posting.Result.REUSED:
         return 422, problem_document(422, "idempotency_key_reused", REUSED_DETAIL)

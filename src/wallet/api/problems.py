@@ -10,48 +10,44 @@ from fastapi import Response
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 RETRY_AFTER_SECONDS = 1
 
-TITLES: dict[str, str] = {
-    "validation_error": "Validation error",
-    "malformed_json": "Malformed JSON",
-    "malformed_request": "Malformed request",
-    "payload_too_large": "Payload too large",
-    "unsupported_media_type": "Unsupported media type",
-    "unauthenticated": "Unauthenticated",
-    "forbidden": "Forbidden",
-    "idempotency_key_missing": "Idempotency key missing",
-    "idempotency_key_invalid": "Idempotency key invalid",
-    "idempotency_key_reused": "Idempotency key reused",
-    "asset_not_found": "Asset not found",
-    "asset_conflict": "Asset conflict",
-    "wallet_not_found": "Wallet not found",
-    "transaction_not_found": "Transaction not found",
-    "insufficient_funds": "Insufficient funds",
-    "balance_limit_exceeded": "Balance limit exceeded",
-    "asset_mismatch": "Asset mismatch",
-    "same_wallet": "Same wallet",
-    "not_found": "Not found",
-    "method_not_allowed": "Method not allowed",
-    "headers_too_large": "Request header fields too large",
-    "request_timeout": "Request timeout",
-    "unavailable": "Service unavailable",
-    "http_error": "HTTP error",
-    "internal_error": "Internal server error",
+# Every problem code this API answers with: its status (None where it varies) and title. The
+# codes the ledger raises (wallet.ledger.errors) and stores (ledger/sql/post.sql) are here too;
+# tests/api/test_problems.py checks that none is missing.
+PROBLEM_TYPES: dict[str, tuple[int | None, str]] = {
+    "validation_error": (422, "Validation error"),
+    "malformed_json": (400, "Malformed JSON"),
+    "malformed_request": (400, "Malformed request"),
+    "payload_too_large": (413, "Payload too large"),
+    "unsupported_media_type": (415, "Unsupported media type"),
+    "unauthenticated": (401, "Unauthenticated"),
+    "forbidden": (403, "Forbidden"),
+    "idempotency_key_missing": (400, "Idempotency key missing"),
+    "idempotency_key_invalid": (400, "Idempotency key invalid"),
+    "idempotency_key_reused": (422, "Idempotency key reused"),
+    "asset_not_found": (404, "Asset not found"),
+    "asset_conflict": (409, "Asset conflict"),
+    "wallet_not_found": (404, "Wallet not found"),
+    "transaction_not_found": (404, "Transaction not found"),
+    "insufficient_funds": (409, "Insufficient funds"),
+    "balance_limit_exceeded": (422, "Balance limit exceeded"),
+    "asset_mismatch": (422, "Asset mismatch"),
+    "same_wallet": (422, "Same wallet"),
+    "same_account": (422, "Same account"),
+    "not_found": (404, "Not found"),
+    "method_not_allowed": (405, "Method not allowed"),
+    "headers_too_large": (431, "Request header fields too large"),
+    "request_timeout": (408, "Request timeout"),
+    "unavailable": (503, "Service unavailable"),
+    "http_error": (None, "HTTP error"),
+    "internal_error": (500, "Internal server error"),
 }
+TITLES: dict[str, str] = {code: title for code, (_, title) in PROBLEM_TYPES.items()}
 
 
-# The status of each business decline the posting core can store (ledger/sql/post.sql).
-DECLINE_STATUS: dict[str, int] = {
-    "asset_not_found": 404,
-    "wallet_not_found": 404,
-    "asset_mismatch": 422,
-    "insufficient_funds": 409,
-    "balance_limit_exceeded": 422,
-}
-
-
-def decline_status(code: str) -> int:
-    status = DECLINE_STATUS[code]
-    assert code in TITLES
+def status_of(code: str) -> int:
+    """The status of a problem code whose status is fixed."""
+    status = PROBLEM_TYPES[code][0]
+    assert status is not None, code
     return status
 
 
@@ -66,8 +62,8 @@ class Problem(Exception):
         errors: list[dict[str, Any]] | None = None,
         headers: dict[str, str] | None = None,
     ) -> None:
-        assert code in TITLES, code
-        assert 400 <= status <= 599, status
+        assert code in PROBLEM_TYPES, code
+        assert status == (PROBLEM_TYPES[code][0] or status) and 400 <= status <= 599, (status, code)
         super().__init__(detail)
         self.status = status
         self.code = code

@@ -9,9 +9,8 @@ import asyncpg
 
 from wallet.config import Settings
 from wallet.db import embedded
+from wallet.db.errors import reaching
 from wallet.types import Connection
-
-TIMEOUT_SECONDS_CONNECT = 10.0
 
 
 def is_embedded(settings: Settings) -> bool:
@@ -24,11 +23,15 @@ def start_embedded(settings: Settings) -> embedded.EmbeddedPostgres:
 
 
 @asynccontextmanager
-async def connect(database_url: str, statement_cache_size: int = 100) -> AsyncIterator[Connection]:
-    """One connection for a command-line task (statement cache 0 behind PgBouncer)."""
-    connection = await asyncpg.connect(
-        database_url, timeout=TIMEOUT_SECONDS_CONNECT, statement_cache_size=statement_cache_size
-    )
+async def connect(
+    database_url: str, timeout_seconds: float, statement_cache_size: int = 100
+) -> AsyncIterator[Connection]:
+    """One connection for a command-line task, within WALLET_TIMEOUT_MS_CONNECT (statement cache
+    0 behind PgBouncer)."""
+    with reaching():
+        connection = await asyncpg.connect(
+            database_url, timeout=timeout_seconds, statement_cache_size=statement_cache_size
+        )
     try:
         yield connection
     finally:

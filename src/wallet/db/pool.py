@@ -17,6 +17,10 @@ from wallet.config import Settings
 from wallet.db.connection import Connection
 from wallet.db.patroni import PrimaryRouter
 
+# A pooled connection is closed after this long unused (the pool keeps at least
+# WALLET_POOL_SIZE_MIN), and replaced after this many queries (asyncpg's default).
+CONNECTION_IDLE_SECONDS_MAX = 300.0
+CONNECTION_QUERIES_MAX = 50_000
 # Startup parameters PgBouncer keeps track of per client (it accepts them in transaction mode).
 POOLER_TRACKED_SETTINGS = {"application_name": "wallet", "timezone": "UTC"}
 
@@ -77,8 +81,8 @@ async def create_pool(settings: Settings, database_url: str) -> asyncpg.Pool:
         database_url,
         min_size=settings.pool_size_min,
         max_size=settings.pool_size_max,
-        max_queries=50_000,
-        max_inactive_connection_lifetime=300.0,
+        max_queries=CONNECTION_QUERIES_MAX,
+        max_inactive_connection_lifetime=CONNECTION_IDLE_SECONDS_MAX,
         setup=None,
         init=None,
         reset=_no_reset,

@@ -11,6 +11,8 @@ import hashlib
 from functools import cache
 from pathlib import Path
 
+from wallet.types import Connection
+
 SQL_DIRECTORY = Path(__file__).parent / "sql"
 # In dependency order: a file may use what the files before it define.
 FILES = ("limits.sql", "guards.sql", "post.sql")
@@ -43,4 +45,11 @@ def install_script() -> str:
     )
 
 
-INSTALLED_CHECKSUM = f"SELECT obj_description(to_regnamespace('{SCHEMA}'), 'pg_namespace')"
+INSTALLED_CHECKSUM = "SELECT obj_description(to_regnamespace('ledger'), 'pg_namespace')"
+
+
+async def installed_checksum(connection: Connection) -> str | None:
+    """The checksum of the code installed in the database (None: none is)."""
+    value = await connection.fetchval(INSTALLED_CHECKSUM)
+    assert value is None or isinstance(value, str)
+    return value
