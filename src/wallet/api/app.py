@@ -21,7 +21,7 @@ from starlette.routing import Match, Mount
 
 from wallet import housekeeping, logs
 from wallet import metrics as service_metrics
-from wallet.api import movements, schemas
+from wallet.api import holds, movements, schemas
 from wallet.api.auth import KeyCache
 from wallet.api.deps import connection, pooled_connection
 from wallet.api.middleware import REQUEST_STATUS_SENT_BY_PROTOCOL, InstrumentedFastAPI
@@ -49,6 +49,10 @@ REQUEST_SCHEMAS = (
     schemas.TransferRequest,
     schemas.JournalRequest,
     schemas.BatchRequest,
+    schemas.HoldCreate,
+    schemas.HoldCapture,
+    schemas.HoldVoid,
+    schemas.Reverse,
 )
 
 
@@ -103,6 +107,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     _add_probes(app)
     _add_docs(app)
     app.include_router(movements.router)
+    app.include_router(holds.router)
     app.include_router(router)
     app.include_router(web_router)
     _add_error_handlers(app)

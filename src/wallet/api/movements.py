@@ -41,7 +41,7 @@ BATCH_CHUNK_SIZE = 250
 REUSED_DETAIL = "This Idempotency-Key was used for a different request."
 
 
-def _problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
+def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {
         status: {"model": schemas.ProblemDocument, "content": {PROBLEM_MEDIA_TYPE: {}}} for status in statuses
     }
@@ -57,10 +57,10 @@ IDEMPOTENCY_KEY_PARAMETER = {
     "Missing: 400 idempotency_key_missing; malformed: 400 idempotency_key_invalid.",
     "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[\\x20-\\x7e]+$"},
 }
-MOVEMENT_PROBLEMS = _problems(400, 401, 403, 404, 409, 413, 415, 422, 503)
+MOVEMENT_PROBLEMS = problems(400, 401, 403, 404, 409, 413, 415, 422, 503)
 
 
-def _route(model: type[BaseModel], *, idempotent: bool = True) -> dict[str, Any]:
+def movement_route(model: type[BaseModel], *, idempotent: bool = True) -> dict[str, Any]:
     reference = {"$ref": f"#/components/schemas/{model.__name__}"}
     extra: dict[str, Any] = {
         "requestBody": {"required": True, "content": {JSON_MEDIA_TYPE: {"schema": reference}}}
@@ -75,7 +75,7 @@ def _route(model: type[BaseModel], *, idempotent: bool = True) -> dict[str, Any]
     }
 
 
-def _metadata_json(metadata: dict[str, Any] | None) -> str | None:
+def metadata_json(metadata: dict[str, Any] | None) -> str | None:
     return None if metadata is None else canonical_json(metadata).decode()
 
 
@@ -111,7 +111,7 @@ def _record(movement_type: str, outcome: posting.Outcome, status: int) -> None:
     metrics.record_posting(movement_type, label, outcome.replayed, status)
 
 
-async def _post(
+async def post_movement(
     request: Request, movement: posting.Movement, caller: ApiKey, key: str, canonical: bytes
 ) -> Response:
     request_fingerprint = fingerprint(request.method, request.url.path, canonical)
@@ -135,23 +135,23 @@ async def _wallet_movement(request: Request, wallet_id: str, build: WalletMoveme
     wallet = wallet_id_of(wallet_id)
     body = await read_json(request)
     fields = validate(schemas.MovementRequest, body.value)
-    movement = build(wallet, fields.amount, fields.reference, _metadata_json(fields.metadata))
-    return await _post(request, movement, caller, key, body.canonical)
+    movement = build(wallet, fields.amount, fields.reference, metadata_json(fields.metadata))
+    return await post_movement(request, movement, caller, key, body.canonical)
 
 
-@router.post("/wallets/{wallet_id}/topup", **_route(schemas.MovementRequest))
+@router.post("/wallets/{wallet_id}/topup", **movement_route(schemas.MovementRequest))
 async def topup(request: Request, wallet_id: str) -> Response:
     """Credit the wallet, debit the asset's treasury account."""
     return await _wallet_movement(request, wallet_id, posting.topup)
 
 
-@router.post("/wallets/{wallet_id}/bonus", **_route(schemas.MovementRequest))
+@router.post("/wallets/{wallet_id}/bonus", **movement_route(schemas.MovementRequest))
 async def bonus(request: Request, wallet_id: str) -> Response:
     """Credit the wallet, debit the asset's bonus account."""
     return await _wallet_movement(request, wallet_id, posting.bonus)
 
 
-@router.post("/wallets/{wallet_id}/spend", **_route(schemas.MovementRequest))
+@router.post("/wallets/{wallet_id}/spend", **movement_route(schemas.MovementRequest))
 async def spend(request: Request, wallet_id: str) -> Response:
     """Debit the wallet, credit the asset's revenue account; 409 when it holds too little."""
     return await _wallet_movement(request, wallet_id, posting.spend)
@@ -165,18 +165,18 @@ def _transfer(fields: schemas.TransferRequest) -> posting.Movement:
         fields.to_wallet_id,
         fields.amount,
         fields.reference,
-        _metadata_json(fields.metadata),
+        metadata_json(fields.metadata),
     )
 
 
-@router.post("/transfers", **_route(schemas.TransferRequest))
+@router.post("/transfers", **movement_route(schemas.TransferRequest))
 async def transfer(request: Request) -> Response:
     """Move an amount between two wallets of the same asset."""
     caller = await authorise(request, Scope.WRITE)
     key = idempotency_key_of(request)
     body = await read_json(request)
     movement = _transfer(validate(schemas.TransferRequest, body.value))
-    return await _post(request, movement, caller, key, body.canonical)
+    return await post_movement(request, movement, caller, key, body.canonical)
 
 
 def _account(side: uuid.UUID | str) -> posting.Account:
@@ -185,17 +185,17 @@ def _account(side: uuid.UUID | str) -> posting.Account:
 
 def _journal(fields: schemas.JournalRequest) -> posting.Movement:
     postings = [posting.Posting(_account(p.from_), _account(p.to), p.amount) for p in fields.postings]
-    return posting.journal(fields.asset, postings, fields.reference, _metadata_json(fields.metadata))
+    return posting.journal(fields.asset, postings, fields.reference, metadata_json(fields.metadata))
 
 
-@router.post("/journal", **_route(schemas.JournalRequest))
+@router.post("/journal", **movement_route(schemas.JournalRequest))
 async def journal(request: Request) -> Response:
     """Post many postings of one asset as one transaction: all of them, or none."""
     caller = await authorise(request, Scope.WRITE)
     key = idempotency_key_of(request)
     body = await read_json(request)
     movement = _journal(validate(schemas.JournalRequest, body.value))
-    return await _post(request, movement, caller, key, body.canonical)
+    return await post_movement(request, movement, caller, key, body.canonical)
 
 
 # --- batches -----------------------------------------------------------------------------
@@ -240,7 +240,7 @@ def _batch_item(index: int, item: Any, caller: ApiKey) -> tuple[posting.Request 
     if isinstance(fields, schemas.BatchWalletItem):
         path = f"/v1/wallets/{item['wallet_id']}/{fields.op}"
         build = {"topup": posting.topup, "bonus": posting.bonus, "spend": posting.spend}[fields.op]
-        movement = build(fields.wallet_id, fields.amount, fields.reference, _metadata_json(fields.metadata))
+        movement = build(fields.wallet_id, fields.amount, fields.reference, metadata_json(fields.metadata))
     elif isinstance(fields, schemas.BatchTransferItem):
         path = "/v1/transfers"
         try:
@@ -285,8 +285,8 @@ def _batch_requests(value: Any, caller: ApiKey) -> list[tuple[posting.Request | 
     "/batches",
     status_code=200,
     response_model=schemas.BatchResponse,
-    responses=_problems(400, 401, 403, 413, 415, 422, 503),
-    openapi_extra=_route(schemas.BatchRequest, idempotent=False)["openapi_extra"],
+    responses=problems(400, 401, 403, 413, 415, 422, 503),
+    openapi_extra=movement_route(schemas.BatchRequest, idempotent=False)["openapi_extra"],
 )
 async def batches(request: Request) -> Response:
     """Many independent movements in one request; each item carries its own idempotency key."""

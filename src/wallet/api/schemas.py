@@ -10,7 +10,14 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 
 from wallet import _json
 from wallet.idempotency import canonical_json
-from wallet.ledger.limits import AMOUNT_MAX, AMOUNT_MIN, BATCH_SIZE_MAX, POSTINGS_MAX
+from wallet.ledger.limits import (
+    AMOUNT_MAX,
+    AMOUNT_MIN,
+    BATCH_SIZE_MAX,
+    HOLD_EXPIRY_SECONDS_DEFAULT,
+    HOLD_EXPIRY_SECONDS_MAX,
+    POSTINGS_MAX,
+)
 
 METADATA_SIZE_MAX = 4096
 METADATA_DEPTH_MAX = 8
@@ -104,6 +111,51 @@ class JournalRequest(_Request):
         return self
 
 
+class HoldCreate(_Request):
+    amount: Amount
+    expires_in_seconds: Annotated[
+        int, Field(strict=True, ge=1, le=HOLD_EXPIRY_SECONDS_MAX, description="Default 900.")
+    ] = HOLD_EXPIRY_SECONDS_DEFAULT
+    reference: Reference | None = None
+    metadata: Metadata = None
+
+
+class HoldCapture(_Request):
+    amount: Amount | None = Field(default=None, description="At most the hold's amount; default all of it.")
+    reference: Reference | None = None
+    metadata: Metadata = None
+
+
+class HoldVoid(_Request):
+    pass
+
+
+class Reverse(_Request):
+    amount: Amount | None = Field(default=None, description="Default: what is left to reverse.")
+    reference: Reference | None = None
+    metadata: Metadata = None
+
+
+class Hold(BaseModel):
+    id: uuid.UUID
+    wallet_id: uuid.UUID
+    asset: str
+    amount: int
+    captured_amount: int
+    status: Literal["pending", "captured", "voided", "expired"]
+    expires_at: str
+    reference: str | None
+    metadata: dict[str, Any] | None
+    transaction_id: uuid.UUID | None
+    created_at: str
+    updated_at: str
+
+
+class HoldPage(BaseModel):
+    data: list[Hold]
+    next_cursor: str | None
+
+
 IdempotencyKeyText = Annotated[
     str,
     Field(
@@ -168,11 +220,19 @@ class AssetList(BaseModel):
     data: list[Asset]
 
 
+class Expiry(BaseModel):
+    amount: int
+    expires_at: str
+
+
 class Wallet(BaseModel):
     id: uuid.UUID
     owner_id: str
     asset: str
     balance: int
+    held: int = Field(description="The sum of the wallet's pending holds not past their expiry.")
+    available: int = Field(description="balance - held: what a debit may take.")
+    next_expiry: Expiry | None = Field(description="The soonest-expiring credit lot, or null.")
     created_at: str
     updated_at: str
 
@@ -191,7 +251,7 @@ class Entry(BaseModel):
 
 class Transaction(BaseModel):
     id: uuid.UUID
-    type: Literal["topup", "bonus", "spend", "transfer", "journal"]
+    type: Literal["topup", "bonus", "spend", "transfer", "journal", "reversal"]
     asset: str
     amount: int
     wallet_id: uuid.UUID
@@ -199,6 +259,8 @@ class Transaction(BaseModel):
     reference: str | None
     metadata: dict[str, Any] | None
     created_at: str
+    reverses: uuid.UUID | None = Field(description="A reversal: the transaction it reverses.")
+    hold_id: uuid.UUID | None = Field(description="A capture: the hold it took.")
     entries: list[Entry]
 
 

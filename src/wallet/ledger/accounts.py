@@ -32,8 +32,16 @@ class Wallet:
     owner_id: str
     asset: str
     balance: int
+    held: int  # the pending holds not past their expiry
     created_at: datetime
     updated_at: datetime
+
+    def __post_init__(self) -> None:
+        assert 0 <= self.held <= self.balance, (self.id, self.held, self.balance)
+
+    @property
+    def available(self) -> int:
+        return self.balance - self.held
 
     def to_document(self) -> dict[str, Any]:
         return {
@@ -41,6 +49,9 @@ class Wallet:
             "owner_id": self.owner_id,
             "asset": self.asset,
             "balance": self.balance,
+            "held": self.held,
+            "available": self.available,
+            "next_expiry": None,
             "created_at": timestamp_text(self.created_at),
             "updated_at": timestamp_text(self.updated_at),
         }
@@ -106,7 +117,7 @@ async def create_wallet(connection: Connection, owner_id: str, asset: str) -> tu
         INSERT INTO account (id, asset, kind, owner_id)
         SELECT $1, code, 'user', $2 FROM asset WHERE code = $3
         ON CONFLICT (owner_id, asset) DO NOTHING
-        RETURNING id, owner_id, asset, balance, created_at, updated_at
+        RETURNING id, owner_id, asset, balance, 0::bigint AS held, created_at, updated_at
         """,
         uuid7(),
         owner_id,
@@ -118,8 +129,14 @@ async def create_wallet(connection: Connection, owner_id: str, asset: str) -> tu
     # after this statement's snapshot was taken): a new statement sees it.
     existing = await connection.fetchrow(
         """
-        SELECT id, owner_id, asset, balance, created_at, updated_at FROM account
-        WHERE owner_id = $1 AND asset = $2
+        SELECT a.id, a.owner_id, a.asset, a.balance,
+            CASE WHEN a.hold_expires_at <= now() THEN (
+                SELECT coalesce(sum(h.amount), 0)::bigint FROM hold h
+                WHERE h.wallet_id = a.id AND h.status = 'pending' AND h.expires_at > now()
+            ) ELSE a.held END AS held,
+            a.created_at, a.updated_at
+        FROM account a
+        WHERE a.owner_id = $1 AND a.asset = $2
         """,
         owner_id,
         asset,
@@ -132,8 +149,14 @@ async def create_wallet(connection: Connection, owner_id: str, asset: str) -> tu
 async def get_wallet(connection: Connection, wallet_id: uuid.UUID) -> Wallet:
     row = await connection.fetchrow(
         """
-        SELECT id, owner_id, asset, balance, created_at, updated_at FROM account
-        WHERE id = $1 AND kind = 'user'
+        SELECT a.id, a.owner_id, a.asset, a.balance,
+            CASE WHEN a.hold_expires_at <= now() THEN (
+                SELECT coalesce(sum(h.amount), 0)::bigint FROM hold h
+                WHERE h.wallet_id = a.id AND h.status = 'pending' AND h.expires_at > now()
+            ) ELSE a.held END AS held,
+            a.created_at, a.updated_at
+        FROM account a
+        WHERE a.id = $1 AND a.kind = 'user'
         """,
         wallet_id,
     )
@@ -145,8 +168,14 @@ async def get_wallet(connection: Connection, wallet_id: uuid.UUID) -> Wallet:
 async def list_wallets(connection: Connection, owner_id: str) -> list[Wallet]:
     rows = await connection.fetch(
         """
-        SELECT id, owner_id, asset, balance, created_at, updated_at FROM account
-        WHERE owner_id = $1 ORDER BY asset
+        SELECT a.id, a.owner_id, a.asset, a.balance,
+            CASE WHEN a.hold_expires_at <= now() THEN (
+                SELECT coalesce(sum(h.amount), 0)::bigint FROM hold h
+                WHERE h.wallet_id = a.id AND h.status = 'pending' AND h.expires_at > now()
+            ) ELSE a.held END AS held,
+            a.created_at, a.updated_at
+        FROM account a
+        WHERE a.owner_id = $1 ORDER BY a.asset
         """,
         owner_id,
     )

@@ -35,3 +35,7 @@ class SameAccount(LedgerError):
     """A posting that would debit and credit one account; the faces refuse it before the core."""
 
     code = "same_account"
+
+
+class HoldNotFound(LedgerError):
+    code = "hold_not_found"

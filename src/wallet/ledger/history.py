@@ -95,7 +95,7 @@ WITH page AS (
 )
 SELECT page.created_at AS position_at, page.account_sequence AS position_sequence,
     t.id, t.type, t.asset, t.amount, t.wallet_id, t.reference, t.metadata::text AS metadata,
-    t.created_at, x.*
+    t.created_at, t.reverses, t.hold_id, x.*
 FROM page
 JOIN transaction t ON t.id = page.transaction_id
 CROSS JOIN LATERAL (

@@ -13,3 +13,5 @@ PAGE_SIZE_DEFAULT = 50
 PAGE_SIZE_MAX = 200
 GROUP_SIZE_MAX = 1000  # items of one call of the posting core
 BATCH_SIZE_MAX = 1000  # items of one POST /v1/batches
+HOLD_EXPIRY_SECONDS_DEFAULT = 900  # a hold's life when the request names none
+HOLD_EXPIRY_SECONDS_MAX = 30 * 24 * 3600

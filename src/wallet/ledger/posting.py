@@ -35,9 +35,16 @@ class TransactionType(enum.StrEnum):
     SPEND = "spend"
     TRANSFER = "transfer"
     JOURNAL = "journal"
+    REVERSAL = "reversal"
 
 
 Account = uuid.UUID | SystemAccount  # a wallet, or a system account of the transaction's asset
+
+
+@dataclass(frozen=True, slots=True)
+class Decline:
+    code: str
+    detail: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,11 +66,21 @@ class Movement:
     asset: str | None  # a journal names its asset; the others take their wallet's
     reference: str | None
     metadata_json: str | None  # a JSON object, already rendered canonically
+    hold_id: uuid.UUID | None = None  # a capture: the hold it takes
+    reverses: uuid.UUID | None = None  # a reversal: the transaction it reverses
+    # A decline decided already from what cannot change (the core stores it under the key):
+    # such a movement has no postings.
+    preset: Decline | None = None
 
     def __post_init__(self) -> None:
+        if self.preset is not None:
+            assert not self.postings
+            return
         assert 1 <= len(self.postings) <= POSTINGS_MAX, len(self.postings)
         assert any(isinstance(side, uuid.UUID) for p in self.postings for side in (p.debit, p.credit))
         assert (self.asset is None) == (self.type is not TransactionType.JOURNAL), (self.type, self.asset)
+        assert (self.reverses is not None) == (self.type is TransactionType.REVERSAL), self
+        assert self.hold_id is None or self.type is TransactionType.SPEND, self
 
     @property
     def wallet_ids(self) -> set[uuid.UUID]:
@@ -102,6 +119,41 @@ def journal(
     return Movement(TransactionType.JOURNAL, tuple(postings), asset, reference, metadata_json)
 
 
+def capture(
+    hold_id: uuid.UUID, wallet_id: uuid.UUID, amount: int, reference: str | None, metadata_json: str | None
+) -> Movement:
+    """A spend of (part of) what a hold reserved; the rest of the hold is released."""
+    posting = Posting(wallet_id, SystemAccount.REVENUE, amount)
+    return Movement(TransactionType.SPEND, (posting,), None, reference, metadata_json, hold_id=hold_id)
+
+
+def reversal(
+    original: TransactionRecord, amount: int, reference: str | None, metadata_json: str | None
+) -> Movement:
+    """The mirror of a transaction's postings (each debit becomes a credit and back), for
+    `amount`: a transaction of one posting may be reversed in part, a journal only whole."""
+    pairs = [original.entries[index : index + 2] for index in range(0, len(original.entries), 2)]
+    postings = []
+    for debit, credit in pairs:
+        assert debit.direction == "debit" and credit.direction == "credit" and debit.amount == credit.amount
+        posted = amount if len(pairs) == 1 else debit.amount
+        postings.append(Posting(_entry_account(credit), _entry_account(debit), posted))
+    assert sum(p.amount for p in postings) == amount, (amount, original.amount)
+    movement_type = TransactionType.REVERSAL
+    return Movement(movement_type, tuple(postings), None, reference, metadata_json, reverses=original.id)
+
+
+def _entry_account(entry: EntryRecord) -> Account:
+    if entry.balance_after is not None:
+        return entry.account_id
+    return SystemAccount(entry.account.split(":", 1)[0])
+
+
+def declined(movement_type: TransactionType, code: str, detail: str) -> Movement:
+    """A movement the core only stores as declined (see Movement.preset)."""
+    return Movement(movement_type, (), None, None, None, preset=Decline(code, detail))
+
+
 @dataclass(frozen=True, slots=True)
 class Request:
     """A movement as a client asked for it: under its API key and Idempotency-Key, with the
@@ -130,12 +182,6 @@ class Result(enum.StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
-class Decline:
-    code: str
-    detail: str
-
-
-@dataclass(frozen=True, slots=True)
 class Outcome:
     result: Result
     replayed: bool
@@ -153,7 +199,7 @@ class Outcome:
 POST = """
 SELECT item_state, item_asset, item_code, item_detail, item_stored_id, item_stored_status,
     item_stored_body, created, entry_accounts, entry_balances
-FROM ledger.post($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+FROM ledger.post($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)
 """
 
 
@@ -176,13 +222,23 @@ class _Arguments:
     credit_wallets: list[int] = field(default_factory=list)
     credit_systems: list[str | None] = field(default_factory=list)
     amounts: list[int] = field(default_factory=list)
+    hold_ids: list[uuid.UUID | None] = field(default_factory=list)
+    reverses: list[uuid.UUID | None] = field(default_factory=list)
+    preset_codes: list[str | None] = field(default_factory=list)
+    preset_details: list[str | None] = field(default_factory=list)
 
-    def values(self) -> tuple[list[Any], ...]:
+    def values(self) -> tuple[list[Any] | None, ...]:
+        """In ledger.post's order; an optional array none of the items uses is NULL."""
+
+        def used(values: list[Any]) -> list[Any] | None:
+            return values if any(value is not None for value in values) else None
+
         return (
             self.api_key_ids, self.keys, self.fingerprints, self.transaction_ids, self.types,
             self.assets, self.references, self.metadata, self.wallet_ids, self.posting_items,
             self.debit_wallets, self.debit_systems, self.credit_wallets, self.credit_systems,
-            self.amounts,
+            self.amounts, used(self.hold_ids), used(self.reverses), used(self.preset_codes),
+            used(self.preset_details),
         )  # fmt: skip
 
 
@@ -201,6 +257,10 @@ def _arguments(requests: Sequence[Request]) -> _Arguments:
         arguments.assets.append(movement.asset)
         arguments.references.append(movement.reference)
         arguments.metadata.append(movement.metadata_json)
+        arguments.hold_ids.append(movement.hold_id)
+        arguments.reverses.append(movement.reverses)
+        arguments.preset_codes.append(movement.preset.code if movement.preset else None)
+        arguments.preset_details.append(movement.preset.detail if movement.preset else None)
         for posting in movement.postings:
             arguments.posting_items.append(number)
             for side, wallets, systems in (
@@ -248,6 +308,8 @@ def _posted_record(
         metadata_json=movement.metadata_json,
         created_at=created_at,
         entries=tuple(entries),
+        reverses=movement.reverses,
+        hold_id=movement.hold_id,
     )
 
 

@@ -55,6 +55,8 @@ class TransactionRecord:
     metadata_json: str | None  # the stored JSON text, shown as it is
     created_at: datetime
     entries: tuple[EntryRecord, ...]
+    reverses: uuid.UUID | None = None  # a reversal: the transaction it reverses
+    hold_id: uuid.UUID | None = None  # a capture: the hold it took
 
     def __post_init__(self) -> None:
         debits = sum(entry.amount for entry in self.entries if entry.direction == "debit")
@@ -82,6 +84,8 @@ class TransactionRecord:
             "reference": self.reference,
             "metadata": metadata,
             "created_at": timestamp_text(self.created_at),
+            "reverses": None if self.reverses is None else str(self.reverses),
+            "hold_id": None if self.hold_id is None else str(self.hold_id),
             "entries": [entry.to_document() for entry in self.entries],
         }
 
@@ -116,12 +120,14 @@ def record_of(row: asyncpg.Record) -> TransactionRecord:
         metadata_json=row["metadata"],
         created_at=row["created_at"],
         entries=entries,
+        reverses=row["reverses"],
+        hold_id=row["hold_id"],
     )
 
 
 TRANSACTION_BY_ID = """
 SELECT t.id, t.type, t.asset, t.amount, t.wallet_id, t.reference, t.metadata::text AS metadata,
-    t.created_at, e.*
+    t.created_at, t.reverses, t.hold_id, e.*
 FROM transaction t
 CROSS JOIN LATERAL (
     SELECT array_agg(e.account_id ORDER BY e.entry_index) AS entry_accounts,
@@ -137,7 +143,7 @@ WHERE t.id = $1
 """
 TRANSACTIONS_BY_IDS = """
 SELECT t.id, t.type, t.asset, t.amount, t.wallet_id, t.reference, t.metadata::text AS metadata,
-    t.created_at, e.*
+    t.created_at, t.reverses, t.hold_id, e.*
 FROM transaction t
 CROSS JOIN LATERAL (
     SELECT array_agg(e.account_id ORDER BY e.entry_index) AS entry_accounts,
@@ -166,3 +172,12 @@ async def get_transactions(
     """The transactions of these ids that exist, by id."""
     rows = await connection.fetch(TRANSACTIONS_BY_IDS, list(transaction_ids))
     return {row["id"]: record_of(row) for row in rows}
+
+
+REVERSED_AMOUNT = "SELECT coalesce(sum(amount), 0) FROM transaction WHERE reverses = $1"
+
+
+async def reversed_amount(connection: Connection, transaction_id: uuid.UUID) -> int:
+    """How much of the transaction its reversals have reversed so far."""
+    value = await connection.fetchval(REVERSED_AMOUNT, transaction_id)
+    return int(value)

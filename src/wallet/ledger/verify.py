@@ -6,6 +6,9 @@ Invariants (API.md):
 2. Every account's stored balance = credits - debits of its entries.
 3. No user wallet balance is negative.
 4. For each asset, the balances of all accounts (user and system) sum to zero.
+5. For each wallet, held = the sum of its pending, unexpired holds, and held <= balance (the
+   stored `held` counts pending holds until they are marked expired: it must be their sum).
+7. No transaction is reversed by more than its amount.
 
 Checks of the ledger's own bookkeeping:
 - references: every entry names an existing transaction and account, every transaction an
@@ -55,6 +58,29 @@ FROM account a
 LEFT JOIN posted p ON p.account_id = a.id
 LEFT JOIN slotted s ON s.account_id = a.id
 WHERE a.balance + coalesce(s.balance, 0) <> coalesce(p.balance, 0)
+LIMIT $1
+"""
+
+HELD_MISMATCHES = """
+SELECT a.id AS account_id, a.balance, a.held AS stored, coalesce(p.pending, 0) AS pending,
+    coalesce(p.unexpired, 0) AS unexpired, a.hold_expires_at, p.soonest
+FROM account a
+LEFT JOIN (
+    SELECT h.wallet_id, sum(h.amount) AS pending,
+        sum(h.amount) FILTER (WHERE h.expires_at > now()) AS unexpired, min(h.expires_at) AS soonest
+    FROM hold h WHERE h.status = 'pending' GROUP BY h.wallet_id
+) p ON p.wallet_id = a.id
+WHERE a.kind = 'user' AND (
+    a.held <> coalesce(p.pending, 0) OR coalesce(p.unexpired, 0) > a.balance
+    OR a.hold_expires_at IS DISTINCT FROM p.soonest)
+LIMIT $1
+"""
+
+OVER_REVERSED = """
+SELECT t.id AS transaction_id, t.amount, sum(r.amount) AS reversed
+FROM transaction t JOIN transaction r ON r.reverses = t.id
+GROUP BY t.id, t.amount
+HAVING sum(r.amount) > t.amount
 LIMIT $1
 """
 
@@ -202,6 +228,24 @@ async def verify(connection: Connection) -> Verification:
                     "invariant": 4,
                     "asset": row["asset"],
                     "detail": f"balances of all {row['asset']} accounts sum to {row['total']}",
+                }
+            )
+        for row in await connection.fetch(HELD_MISMATCHES, PROBLEMS_MAX):
+            result.problems.append(
+                {
+                    "invariant": 5,
+                    "account_id": str(row["account_id"]),
+                    "detail": f"held {row['stored']} (soonest expiry {row['hold_expires_at']}), "
+                    f"pending holds {row['pending']} (unexpired {row['unexpired']}, soonest "
+                    f"{row['soonest']}), balance {row['balance']}",
+                }
+            )
+        for row in await connection.fetch(OVER_REVERSED, PROBLEMS_MAX):
+            result.problems.append(
+                {
+                    "invariant": 7,
+                    "transaction_id": str(row["transaction_id"]),
+                    "detail": f"reversed by {row['reversed']}, more than its amount {row['amount']}",
                 }
             )
         for row in await connection.fetch(BROKEN_REFERENCES, PROBLEMS_MAX):

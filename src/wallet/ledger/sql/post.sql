@@ -19,16 +19,24 @@
 --      lock another transaction holds is passed over (tried without waiting), so a system
 --      account is never a hot spot; only when every slot is held does a group wait for one.
 --
+-- Then, for captures, the holds they take (by id), and for reversals, the transactions they
+-- reverse (by id): so a hold is captured once, and a transaction reversed by at most its amount.
+--
 -- Python passes the wallets as positions in `wallet_ids` (sorted, distinct; position 0 means a
 -- system account, named by kind) and the postings of each item contiguous and in order. The
--- asset of an item is given (a journal) or is that of its first wallet.
+-- asset of an item is given (a journal) or is that of its first wallet. An item may come with
+-- its decline decided already (item_preset_codes, from what cannot change: a capture of more
+-- than its hold, of a hold that does not exist, a reversal of what cannot be reversed): it is
+-- claimed and stored like any other decline. Every debit is checked against what the wallet
+-- has available: its balance less its pending holds (account.held); a wallet's holds past their
+-- expiry are marked expired first.
 --
 -- Returns one row of arrays, one element per item (item_*), or per entry of the posted items in
 -- item and entry order (entry_*):
 --   item_state     posted | declined | replayed | reused | deferred
 --                  posted: written now; declined: a business decline (asset_not_found,
---                  wallet_not_found, asset_mismatch, insufficient_funds, balance_limit_exceeded)
---                  stored with the key; replayed: the key was used before for the same request
+--                  wallet_not_found, asset_mismatch, insufficient_funds, balance_limit_exceeded,
+--                  hold_not_pending, reversal_exceeds_original, or a preset one) stored with the key; replayed: the key was used before for the same request
 --                  (its stored transaction id, decline, or v1 response); reused: the key was used
 --                  before for another request (nothing stored); deferred: a wallet it needs was
 --                  held by another transaction (nothing stored)
@@ -55,6 +63,10 @@ CREATE FUNCTION ledger.post(
     posting_credit_wallets integer[],
     posting_credit_systems text[],
     posting_amounts bigint[],
+    item_hold_ids uuid[],          -- per item: the hold a capture takes, else NULL (or all NULL)
+    item_reverses uuid[],          -- per item: the transaction a reversal reverses, else NULL
+    item_preset_codes text[],      -- per item: a decline decided already, else NULL
+    item_preset_details text[],
     wait_for_locks boolean,
     OUT item_state text[],
     OUT item_asset text[],
@@ -75,11 +87,25 @@ SET enable_seqscan = off
 AS $$
 DECLARE
     item_count constant integer := cardinality(item_transaction_ids);
-    posting_count constant integer := cardinality(posting_amounts);
+    posting_count constant integer := coalesce(cardinality(posting_amounts), 0);
     claimed integer;
     wallet_asset text[];        -- per wallet position; NULL: no such wallet
     wallet_balance bigint[];
     wallet_entries bigint[];    -- entry count: the account_sequence of the wallet's last entry
+    wallet_held bigint[];       -- sum of the wallet's pending holds; available = balance - held
+    wallet_hold_expires_at timestamptz[];
+    wallet_held_before bigint[];
+    due_wallets uuid[];
+    hold_ids uuid[];            -- the holds the captures take, sorted, and as locked
+    hold_status text[];
+    hold_amount bigint[];
+    hold_wallet uuid[];
+    hold_expires_at timestamptz[];
+    original_ids uuid[];        -- the transactions the reversals reverse, sorted, and as locked
+    original_amount bigint[];
+    original_reversed numeric[];
+    saved_reversed numeric[];
+    h integer;
     system_key text[];          -- 'ASSET:kind' of every system account
     system_id uuid[];
     system_delta numeric[];     -- per system account: what the group moves, and its entries
@@ -97,6 +123,7 @@ DECLARE
     undo_account integer[];     -- while an item is posted: the wallets it moved, as they were
     undo_balance bigint[];
     undo_entries bigint[];
+    undo_held bigint[];
     undo_count integer;
     saved_delta numeric[];
     saved_system_entries integer[];
@@ -109,13 +136,14 @@ DECLARE
     code text;
     detail text;
     slot_first integer;
+    row record;
     slot_found smallint;
     sequence_base bigint;
     i integer := 0;
     p integer;
     k integer;
 BEGIN
-    ASSERT item_count BETWEEN 1 AND 10000 AND posting_count BETWEEN item_count AND 64 * item_count,
+    ASSERT item_count BETWEEN 1 AND 10000 AND coalesce(posting_count, 0) <= 64 * item_count,
         'group size out of range';
     item_state := array_fill('posted'::text, ARRAY[item_count]);
     item_asset := item_assets;
@@ -160,18 +188,30 @@ BEGIN
         END IF;
     END IF;
 
+    IF item_preset_codes IS NOT NULL THEN
+        FOR i IN 1..item_count LOOP
+            CONTINUE WHEN item_preset_codes[i] IS NULL OR item_state[i] <> 'posted';
+            item_state[i] := 'declined';
+            item_code[i] := item_preset_codes[i];
+            item_detail[i] := item_preset_details[i];
+        END LOOP;
+        i := 0;
+    END IF;
+
     -- 2. Lock the group's wallets in id order (or those not held by others); read every system
     -- account.
     IF wait_for_locks THEN
         SELECT array_agg(l.asset ORDER BY g.position), array_agg(l.balance ORDER BY g.position),
-            array_agg(l.entry_count ORDER BY g.position),
+            array_agg(l.entry_count ORDER BY g.position), array_agg(l.held ORDER BY g.position),
+            array_agg(l.hold_expires_at ORDER BY g.position),
             greatest(clock_timestamp(), max(l.updated_at)),
             (SELECT array_agg(a.asset || ':' || a.kind ORDER BY a.id) FROM account a WHERE a.kind <> 'user'),
             (SELECT array_agg(a.id ORDER BY a.id) FROM account a WHERE a.kind <> 'user')
-        INTO wallet_asset, wallet_balance, wallet_entries, created, system_key, system_id
+        INTO wallet_asset, wallet_balance, wallet_entries, wallet_held, wallet_hold_expires_at, created,
+            system_key, system_id
         FROM generate_series(1, cardinality(wallet_ids)) AS g(position)
         LEFT JOIN (
-            SELECT u.position, a.asset, a.balance, a.entry_count, a.updated_at
+            SELECT u.position, a.asset, a.balance, a.entry_count, a.held, a.hold_expires_at, a.updated_at
             FROM unnest(wallet_ids) WITH ORDINALITY AS u(id, position)
             JOIN account a ON a.id = u.id AND a.kind = 'user'
             ORDER BY a.id
@@ -179,14 +219,16 @@ BEGIN
         ) l ON l.position = g.position;
     ELSE
         SELECT array_agg(l.asset ORDER BY g.position), array_agg(l.balance ORDER BY g.position),
-            array_agg(l.entry_count ORDER BY g.position),
+            array_agg(l.entry_count ORDER BY g.position), array_agg(l.held ORDER BY g.position),
+            array_agg(l.hold_expires_at ORDER BY g.position),
             greatest(clock_timestamp(), max(l.updated_at)),
             (SELECT array_agg(a.asset || ':' || a.kind ORDER BY a.id) FROM account a WHERE a.kind <> 'user'),
             (SELECT array_agg(a.id ORDER BY a.id) FROM account a WHERE a.kind <> 'user')
-        INTO wallet_asset, wallet_balance, wallet_entries, created, system_key, system_id
+        INTO wallet_asset, wallet_balance, wallet_entries, wallet_held, wallet_hold_expires_at, created,
+            system_key, system_id
         FROM generate_series(1, cardinality(wallet_ids)) AS g(position)
         LEFT JOIN (
-            SELECT u.position, a.asset, a.balance, a.entry_count, a.updated_at
+            SELECT u.position, a.asset, a.balance, a.entry_count, a.held, a.hold_expires_at, a.updated_at
             FROM unnest(wallet_ids) WITH ORDINALITY AS u(id, position)
             JOIN account a ON a.id = u.id AND a.kind = 'user'
             ORDER BY a.id
@@ -200,6 +242,55 @@ BEGIN
         END IF;
     END IF;
     -- `created`, read after the locks, is not earlier than any entry of these wallets.
+
+    -- The holds of these wallets that are past their expiry are expired from now on.
+    wallet_held_before := wallet_held;
+    due_wallets := ARRAY(
+        SELECT u.id FROM unnest(wallet_ids, wallet_hold_expires_at) AS u(id, expires_at)
+        WHERE u.expires_at <= created);
+    IF cardinality(due_wallets) > 0 THEN
+        FOR row IN SELECT * FROM ledger.expire_holds(due_wallets, created) LOOP
+            k := array_position(wallet_ids, row.wallet_id);
+            wallet_held[k] := wallet_held[k] - row.released;
+        END LOOP;
+    END IF;
+    -- The holds the captures take, and the transactions the reversals reverse, locked in id order.
+    -- (Without wait_for_locks, one another transaction holds is skipped: its item is deferred.)
+    IF item_hold_ids IS NOT NULL AND wait_for_locks THEN
+        SELECT array_agg(l.id), array_agg(l.status), array_agg(l.amount), array_agg(l.wallet_id),
+            array_agg(l.expires_at)
+        INTO hold_ids, hold_status, hold_amount, hold_wallet, hold_expires_at
+        FROM (
+            SELECT h.id, h.status, h.amount, h.wallet_id, h.expires_at FROM hold h
+            WHERE h.id = ANY(item_hold_ids) ORDER BY h.id FOR UPDATE
+        ) l;
+    ELSIF item_hold_ids IS NOT NULL THEN
+        SELECT array_agg(l.id), array_agg(l.status), array_agg(l.amount), array_agg(l.wallet_id),
+            array_agg(l.expires_at)
+        INTO hold_ids, hold_status, hold_amount, hold_wallet, hold_expires_at
+        FROM (
+            SELECT h.id, h.status, h.amount, h.wallet_id, h.expires_at FROM hold h
+            WHERE h.id = ANY(item_hold_ids) ORDER BY h.id FOR UPDATE SKIP LOCKED
+        ) l;
+    END IF;
+    IF item_reverses IS NOT NULL AND wait_for_locks THEN
+        SELECT array_agg(l.id), array_agg(l.amount),
+            array_agg((SELECT coalesce(sum(r.amount), 0) FROM transaction r WHERE r.reverses = l.id))
+        INTO original_ids, original_amount, original_reversed
+        FROM (
+            SELECT t.id, t.amount FROM transaction t
+            WHERE t.id = ANY(item_reverses) ORDER BY t.id FOR UPDATE
+        ) l;
+    ELSIF item_reverses IS NOT NULL THEN
+        SELECT array_agg(l.id), array_agg(l.amount),
+            array_agg((SELECT coalesce(sum(r.amount), 0) FROM transaction r WHERE r.reverses = l.id))
+        INTO original_ids, original_amount, original_reversed
+        FROM (
+            SELECT t.id, t.amount FROM transaction t
+            WHERE t.id = ANY(item_reverses) ORDER BY t.id FOR UPDATE SKIP LOCKED
+        ) l;
+    END IF;
+
     system_delta := array_fill(0::numeric, ARRAY[cardinality(system_id)]);
     system_entries := array_fill(0, ARRAY[cardinality(system_id)]);
     system_slot := array_fill(NULL::smallint, ARRAY[cardinality(system_id)]);
@@ -215,7 +306,11 @@ BEGIN
                 FOR k IN REVERSE undo_count..1 LOOP
                     wallet_balance[undo_account[k]] := undo_balance[k];
                     wallet_entries[undo_account[k]] := undo_entries[k];
+                    wallet_held[undo_account[k]] := undo_held[k];
                 END LOOP;
+                IF item_reverses IS NOT NULL THEN
+                    original_reversed := saved_reversed;
+                END IF;
                 system_delta := saved_delta;
                 system_entries := saved_system_entries;
                 entry_count := saved_entry_count;
@@ -226,6 +321,7 @@ BEGIN
             CONTINUE WHEN item_state[i] <> 'posted';
             undo_count := 0;
             saved_delta := system_delta;
+            saved_reversed := original_reversed;
             saved_system_entries := system_entries;
             saved_entry_count := entry_count;
             <<check>>
@@ -254,6 +350,43 @@ BEGIN
                 code := 'asset_not_found';
                 detail := format('Asset %s does not exist.', item_asset[i]);
             END IF;
+            -- A capture: its hold is pending and not past its expiry; release it. What it held
+            -- is then available to the spend that follows.
+            IF code IS NULL AND item_hold_ids[i] IS NOT NULL THEN
+                h := array_position(hold_ids, item_hold_ids[i]);
+                ASSERT h IS NOT NULL OR NOT wait_for_locks, 'a capture of a hold that does not exist';
+                IF h IS NULL THEN  -- held by another transaction
+                    code := 'deferred';
+                ELSIF hold_status[h] <> 'pending' OR hold_expires_at[h] <= created THEN
+                    code := 'hold_not_pending';
+                    detail := format('Hold %s is %s.', hold_ids[h],
+                        CASE WHEN hold_status[h] = 'pending' THEN 'expired' ELSE hold_status[h] END);
+                ELSE
+                    account := array_position(wallet_ids, hold_wallet[h]);
+                    undo_count := undo_count + 1;
+                    undo_account[undo_count] := account;
+                    undo_balance[undo_count] := wallet_balance[account];
+                    undo_entries[undo_count] := wallet_entries[account];
+                    undo_held[undo_count] := wallet_held[account];
+                    wallet_held[account] := wallet_held[account] - hold_amount[h];
+                END IF;
+            END IF;
+            -- A reversal: at most what is left of its transaction to reverse.
+            IF code IS NULL AND item_reverses[i] IS NOT NULL THEN
+                h := array_position(original_ids, item_reverses[i]);
+                ASSERT h IS NOT NULL OR NOT wait_for_locks, 'a reversal of a transaction that does not exist';
+                amount := (SELECT sum(a) FROM unnest(posting_amounts[p:p + 63]) WITH ORDINALITY AS x(a, n)
+                    WHERE posting_items[p + n - 1] = i);
+                IF h IS NULL THEN  -- held by another transaction
+                    code := 'deferred';
+                ELSIF original_reversed[h] + amount > original_amount[h] THEN
+                    code := 'reversal_exceeds_original';
+                    detail := format('Transaction %s has %s left to reverse, less than %s.',
+                        original_ids[h], original_amount[h] - original_reversed[h], amount);
+                ELSE
+                    original_reversed[h] := original_reversed[h] + amount;
+                END IF;
+            END IF;
         END IF;
         CONTINUE WHEN code IS NOT NULL OR item_state[i] <> 'posted';
 
@@ -275,10 +408,10 @@ BEGIN
                 entry_balances[entry_count] := NULL;
                 entry_system[entry_count] := k;
                 CONTINUE;
-            ELSIF side = 1 AND wallet_balance[account] < amount THEN
+            ELSIF side = 1 AND wallet_balance[account] - wallet_held[account] < amount THEN
                 code := 'insufficient_funds';
                 detail := format('Wallet %s has %s available, less than %s.',
-                    wallet_ids[account], wallet_balance[account], amount);
+                    wallet_ids[account], wallet_balance[account] - wallet_held[account], amount);
                 EXIT;
             ELSIF side = 2 AND wallet_balance[account] > ledger.balance_max() - amount THEN
                 code := 'balance_limit_exceeded';
@@ -289,6 +422,7 @@ BEGIN
             undo_account[undo_count] := account;
             undo_balance[undo_count] := wallet_balance[account];
             undo_entries[undo_count] := wallet_entries[account];
+            undo_held[undo_count] := wallet_held[account];
             wallet_balance[account] := wallet_balance[account] + CASE side WHEN 1 THEN -amount ELSE amount END;
             wallet_entries[account] := wallet_entries[account] + 1;
             IF side = 1 THEN
@@ -352,19 +486,37 @@ BEGIN
         entry_sequence[p] := system_entries[k];
     END LOOP;
 
-    -- 5. Write the posted items' wallets, transactions and entries, and the declines.
-    IF entry_count > 0 THEN
+    -- 5. Write the posted items' captured holds, wallets, transactions and entries, and the
+    -- declines.
+    IF item_hold_ids IS NOT NULL THEN
+        UPDATE hold h
+        SET status = 'captured', captured_amount = u.amount, transaction_id = u.id, updated_at = created
+        FROM unnest(item_hold_ids, item_transaction_ids, posted_amount, item_state) AS u(hold_id, id, amount, state)
+        WHERE u.state = 'posted' AND u.hold_id IS NOT NULL AND h.id = u.hold_id;
+    END IF;
+    IF entry_count > 0 OR wallet_held IS DISTINCT FROM wallet_held_before THEN
         entry_accounts := entry_accounts[1:entry_count];
         entry_balances := entry_balances[1:entry_count];
-        UPDATE account a SET balance = w.balance, entry_count = w.entries, updated_at = created
-        FROM unnest(wallet_ids, wallet_balance, wallet_entries) AS w(id, balance, entries)
-        WHERE a.id = w.id AND w.id = ANY(entry_accounts);
-        INSERT INTO transaction (id, type, asset, amount, wallet_id, reference, metadata, api_key_id, created_at)
+        UPDATE account a
+        SET balance = w.balance, entry_count = w.entries, held = w.held,
+            hold_expires_at = CASE
+                WHEN w.held = 0 THEN NULL
+                WHEN w.held = w.held_before AND a.hold_expires_at > created THEN a.hold_expires_at
+                ELSE (SELECT min(h.expires_at) FROM hold h WHERE h.wallet_id = a.id AND h.status = 'pending') END,
+            updated_at = created
+        FROM unnest(wallet_ids, wallet_balance, wallet_entries, wallet_held, wallet_held_before)
+            AS w(id, balance, entries, held, held_before)
+        WHERE a.id = w.id AND (w.id = ANY(entry_accounts) OR w.held <> w.held_before);
+    END IF;
+    IF entry_count > 0 THEN
+        INSERT INTO transaction (id, type, asset, amount, wallet_id, reference, metadata, api_key_id, created_at,
+            reverses, hold_id)
         SELECT u.id, u.type, u.asset, u.amount, coalesce(u.debited, u.credited), u.reference, u.metadata::json,
-            u.api_key_id, created
+            u.api_key_id, created, u.reverses, u.hold_id
         FROM unnest(item_transaction_ids, item_types, item_asset, posted_amount, posted_wallet, posted_credited,
-                item_references, item_metadata, item_api_key_ids, item_state)
-            AS u(id, type, asset, amount, debited, credited, reference, metadata, api_key_id, state)
+                item_references, item_metadata, item_api_key_ids, item_state, item_reverses, item_hold_ids)
+            AS u(id, type, asset, amount, debited, credited, reference, metadata, api_key_id, state, reverses,
+                hold_id)
         WHERE u.state = 'posted';
         INSERT INTO entry (transaction_id, entry_index, account_id, direction, amount, balance_after, slot,
             account_sequence, created_at)
@@ -374,7 +526,8 @@ BEGIN
                 entry_direction[1:entry_count], entry_amount[1:entry_count], entry_balances,
                 entry_system[1:entry_count], entry_sequence[1:entry_count])
             AS e(transaction_id, entry_index, account_id, direction, amount, balance_after, system, sequence);
-    ELSE
+    END IF;
+    IF entry_count = 0 THEN
         entry_accounts := '{}';
         entry_balances := '{}';
     END IF;
