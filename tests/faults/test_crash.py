@@ -1,20 +1,30 @@
 """kill -9 of `wallet serve` in the middle of a load of money movements (single requests, which
-the service groups into shared transactions, and batches), then a restart on the same port:
-once the clients have retried what got no answer, every operation is applied exactly once."""
+the service groups into shared transactions, among them captures of holds and refunds of
+spends, and batches), then a restart on the same port: once the clients have retried what got
+no answer, every operation is applied exactly once."""
 
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 
 import pytest
 
 from faults.conftest import MakeServer, open_accounts
-from faults.workload import BatchWorkload, Workload, assert_applied_exactly_once, plan, tally
+from faults.workload import (
+    BatchWorkload,
+    Workload,
+    assert_applied_exactly_once,
+    captures_and_refunds,
+    plan,
+    tally,
+)
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(120)]
 
 OPERATIONS = 2000
+CAPTURES_AND_REFUNDS = 100  # of each
 BATCHED_OPERATIONS = 3000  # in batches of BATCH_SIZE, BATCH_CONCURRENCY at a time
 BATCH_SIZE = 10
 BATCH_CONCURRENCY = 2
@@ -29,7 +39,11 @@ async def test_kill_9_mid_load_then_restart_applies_every_operation_exactly_once
 ) -> None:
     server = make_server(fault_database)
     accounts = await open_accounts(fault_database, server.base_url, wallet_count=20, funding=500)
-    operations = plan(accounts.wallets, OPERATIONS, seed=9)
+    special, balances_before = await captures_and_refunds(
+        server.base_url, accounts.admin_key, accounts.wallets, CAPTURES_AND_REFUNDS
+    )
+    operations = plan(accounts.wallets, OPERATIONS, seed=9) + special
+    random.Random(9).shuffle(operations)
     workload = Workload(server.base_url, accounts.workload_key, operations, CONCURRENCY)
     batched = plan(accounts.wallets, BATCHED_OPERATIONS, seed=10)
     batches = BatchWorkload(server.base_url, accounts.workload_key, batched, BATCH_CONCURRENCY, BATCH_SIZE)
@@ -57,6 +71,4 @@ async def test_kill_9_mid_load_then_restart_applies_every_operation_exactly_once
     assert cut, "the kill cut no request in flight: the test did not test a crash"
     assert any(outcome in cut for outcome in batch_outcomes), "the kill cut no batch in flight"
     assert numbers.applied > 0 and numbers.declined > 0, numbers
-    await assert_applied_exactly_once(
-        fault_database, accounts.workload_key_id, outcomes, accounts.balances_before
-    )
+    await assert_applied_exactly_once(fault_database, accounts.workload_key_id, outcomes, balances_before)

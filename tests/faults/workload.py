@@ -79,6 +79,38 @@ def plan(wallets: list[str], count: int, seed: int) -> list[Operation]:
     return operations
 
 
+async def captures_and_refunds(
+    base_url: str, admin_key: str, wallets: list[str], count: int
+) -> tuple[list[Operation], dict[str, int]]:
+    """`count` holds and `count` spends made now (with the admin key, so they are not the
+    workload's), and the operations that capture each hold and refund each spend, for the load.
+    Returns them with the wallets' balances after the holds and spends."""
+    headers = {"Authorization": f"Bearer {admin_key}"}
+    operations: list[Operation] = []
+    async with httpx.AsyncClient(base_url=base_url, headers=headers, timeout=30.0) as client:
+        for number in range(count):
+            wallet = wallets[number % len(wallets)]
+            key = {"Idempotency-Key": f"setup-hold-{uuid.uuid4()}"}
+            hold = await client.post(f"/v1/wallets/{wallet}/holds", json={"amount": 5}, headers=key)
+            assert hold.status_code == 201, hold.text
+            path = f"/v1/holds/{hold.json()['id']}/capture"
+            operations.append(
+                Operation(f"capture-{uuid.uuid4()}", "spend", path, {"amount": 5}, wallet, None)
+            )
+            spender = wallets[(number + 7) % len(wallets)]
+            key = {"Idempotency-Key": f"setup-spend-{uuid.uuid4()}"}
+            spend = await client.post(f"/v1/wallets/{spender}/spend", json={"amount": 4}, headers=key)
+            assert spend.status_code == 201, spend.text
+            path = f"/v1/transactions/{spend.json()['id']}/reverse"
+            operations.append(
+                Operation(f"refund-{uuid.uuid4()}", "reversal", path, {"amount": 4}, None, spender)
+            )
+        balances = {}
+        for wallet in wallets:
+            balances[wallet] = (await client.get(f"/v1/wallets/{wallet}")).json()["balance"]
+    return operations, balances
+
+
 class Workload:
     """Runs the operations with `concurrency` requests in flight, each retried until final."""
 

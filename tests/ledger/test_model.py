@@ -1,16 +1,22 @@
 """A model-based test of the money movements: Hypothesis drives the real service with random
-top-ups, bonuses, spends, transfers, journals and batches of them, replays and misuses of
-Idempotency-Keys (a batch item replayed as its single request), and invalid amounts, and after
-every step compares it with a small in-memory model (a dict of balances) and the ledger
-invariants. Every transaction a 201 returns reads back byte for byte the same."""
+top-ups, bonuses, spends, transfers, journals and batches of them, holds (placed, captured,
+voided, expired) and reversals, replays and misuses of Idempotency-Keys (a batch item replayed
+as its single request), and invalid amounts, and after every step compares it with a small
+in-memory model (dicts of balances and holds) and the ledger invariants 1-7 (verify). Every
+transaction a 201 returns reads back byte for byte the same.
+
+A hold's expiry is reached by moving its `expires_at` into the past in the database (the clock
+passing it), not by waiting."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
+import asyncpg
 import httpx
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -79,20 +85,72 @@ def problem_code(response: httpx.Response) -> str:
     return code
 
 
+@dataclass
+class ModelHold:
+    wallet_id: str
+    amount: int
+    status: str = "pending"
+
+
+@dataclass
+class ModelTransaction:
+    type: str
+    amount: int
+    postings: list[tuple[str | None, str | None, int]]  # (debited wallet, credited wallet, amount)
+    reversed: int = 0
+
+
+async def _expire_hold(database_url: str, hold_id: str) -> None:
+    """Move a pending hold's expiry (and its wallet's soonest expiry) into the past."""
+    connection = await asyncpg.connect(database_url, timeout=10)
+    try:
+        await connection.execute(
+            """
+            UPDATE hold SET created_at = least(created_at, now() - interval '2 seconds'),
+                expires_at = now() - interval '1 second'
+            WHERE id = $1 AND status = 'pending'
+            """,
+            uuid.UUID(hold_id),
+        )
+        await connection.execute(
+            """
+            UPDATE account a SET hold_expires_at = (
+                SELECT min(h.expires_at) FROM hold h WHERE h.wallet_id = a.id AND h.status = 'pending')
+            WHERE a.id = (SELECT wallet_id FROM hold WHERE id = $1)
+            """,
+            uuid.UUID(hold_id),
+        )
+    finally:
+        await connection.close()
+
+
 class WalletMachine(RuleBasedStateMachine):
     """The model: `balances` (wallet id -> balance), `assets` (wallet id -> asset) and `sent`
     (Idempotency-Key -> the stored request and response, for retries)."""
 
     wallets = Bundle("wallets")
     sent_keys = Bundle("sent_keys")
+    hold_ids = Bundle("hold_ids")
+    transaction_ids = Bundle("transaction_ids")
 
     def __init__(self, server: Server) -> None:
         super().__init__()
+        self.server = server
         self.client = server.client()
         self.balances: dict[str, int] = {}
         self.assets: dict[str, str] = {}
         self.sent: dict[str, SentRequest] = {}
+        self.holds: dict[str, ModelHold] = {}
+        self.transactions: dict[str, ModelTransaction] = {}
         self.steps = 0
+
+    def _held(self, wallet_id: str) -> int:
+        return sum(
+            h.amount for h in self.holds.values() if h.wallet_id == wallet_id and h.status == "pending"
+        )
+
+    def _available(self, wallet_id: str) -> int:
+        return self.balances[wallet_id] - self._held(wallet_id)
 
     def teardown(self) -> None:
         self.client.close()
@@ -128,7 +186,7 @@ class WalletMachine(RuleBasedStateMachine):
         declines: set[Outcome] = set()
         if debited is not None and credited is not None and self.assets[debited] != self.assets[credited]:
             declines.add((422, "asset_mismatch"))
-        if debited is not None and self.balances[debited] < amount:
+        if debited is not None and self._available(debited) < amount:
             declines.add((409, "insufficient_funds"))
         return declines or {CREATED}
 
@@ -193,6 +251,7 @@ class WalletMachine(RuleBasedStateMachine):
                 self.balances[credited] += amount
             self._check_transaction(response.json(), kind, debited, credited, amount)
             self._check_read_back(response.content)
+            self._remember(response.json(), [(debited, credited, amount)])
         else:
             assert after == before, f"{outcome} changed balances {before} -> {after}"
         assert after == self._model_balances(involved), response.text
@@ -267,6 +326,9 @@ class WalletMachine(RuleBasedStateMachine):
         others = [wallet for wallet in self.balances if wallet != sender and self.assets[wallet] == asset]
         return self.transfer(sender, others[choice % len(others)], amount)
 
+    def _remember(self, document: dict[str, Any], postings: list[tuple[str | None, str | None, int]]) -> None:
+        self.transactions[document["id"]] = ModelTransaction(document["type"], document["amount"], postings)
+
     def _journal_outcome(self, asset: str, postings: list[tuple[str, str, int]]) -> Outcome:
         """All or nothing, each posting in turn against the running balances."""
         running = dict(self.balances)
@@ -275,7 +337,7 @@ class WalletMachine(RuleBasedStateMachine):
             return (422, "asset_mismatch")
         for source, target, amount in postings:
             if source in running:
-                if running[source] < amount:
+                if running[source] - self._held(source) < amount:
                     return (409, "insufficient_funds")
                 running[source] -= amount
             if target in running:
@@ -321,6 +383,11 @@ class WalletMachine(RuleBasedStateMachine):
             assert document["type"] == "journal" and document["amount"] == sum(n for _, _, n in postings)
             assert len(document["entries"]) == 2 * len(postings), document
             self._check_read_back(response.content)
+            wallet_postings = [
+                (a if a in self.balances else None, b if b in self.balances else None, n)
+                for a, b, n in postings
+            ]
+            self._remember(document, wallet_postings)
         else:
             assert after == before, f"a declined journal changed balances {before} -> {after}"
         assert after == self._model_balances(involved), response.text
@@ -379,10 +446,135 @@ class WalletMachine(RuleBasedStateMachine):
                     self.balances[credited] += body["amount"]
                 self._check_transaction(document, kind, debited, credited, body["amount"])
                 self._check_read_back(content)
+                self._remember(document, [(debited, credited, body["amount"])])
             involved = tuple(dict.fromkeys(w for w in (debited, credited) if w is not None))
             self.sent[key] = SentRequest("POST", path, body, result["status"], content, involved)
             keys.append(key)
         return multiple(*keys)
+
+    # Holds.
+
+    def _post(self, path: str, body: dict[str, Any]) -> httpx.Response:
+        return self.client.post(path, json=body, headers={"Idempotency-Key": new_key()})
+
+    @rule(target=hold_ids, wallet=wallets, amount=SHARED_AMOUNTS)
+    def place_hold(self, wallet: str, amount: int) -> Any:
+        available = self._available(wallet)
+        response = self._post(f"/v1/wallets/{wallet}/holds", {"amount": amount})
+        if available < amount:
+            assert (response.status_code, problem_code(response)) == (409, "insufficient_funds"), (
+                response.text
+            )
+            return multiple()
+        assert response.status_code == 201, response.text
+        hold = response.json()
+        assert (hold["status"], hold["amount"], hold["wallet_id"]) == ("pending", amount, wallet)
+        self.holds[hold["id"]] = ModelHold(wallet, amount)
+        return hold["id"]
+
+    @rule(hold=hold_ids, part=st.sampled_from([None, 1, 2, 0]))
+    def capture_hold(self, hold: str, part: int | None) -> None:
+        """All of it (None), a part (1: half, rounded up), or more than it holds (2: one more)."""
+        model = self.holds[hold]
+        amount = (
+            None if part is None else {1: (model.amount + 1) // 2, 2: model.amount + 1, 0: model.amount}[part]
+        )
+        response = self._post(f"/v1/holds/{hold}/capture", {} if amount is None else {"amount": amount})
+        outcome = (response.status_code, problem_code(response))
+        if amount is not None and amount > model.amount:
+            assert outcome == (422, "capture_exceeds_hold"), response.text
+        elif model.status != "pending":
+            assert outcome == (409, "hold_not_pending"), response.text
+        else:
+            assert outcome == CREATED, response.text
+            captured = model.amount if amount is None else amount
+            transaction = response.json()
+            assert (transaction["type"], transaction["amount"], transaction["hold_id"]) == (
+                "spend",
+                captured,
+                hold,
+            )
+            model.status = "captured"
+            self.balances[model.wallet_id] -= captured
+            assert transaction["balance_after"] == self.balances[model.wallet_id]
+            self._remember(transaction, [(model.wallet_id, None, captured)])
+
+    @rule(hold=hold_ids)
+    def void_hold(self, hold: str) -> None:
+        model = self.holds[hold]
+        response = self._post(f"/v1/holds/{hold}/void", {})
+        if model.status != "pending":
+            assert (response.status_code, problem_code(response)) == (409, "hold_not_pending"), response.text
+            return
+        assert response.status_code == 200 and response.json()["status"] == "voided", response.text
+        model.status = "voided"
+
+    @rule(hold=hold_ids)
+    def let_a_hold_expire(self, hold: str) -> None:
+        """The clock passes the hold's expiry: it reads expired at once and holds nothing."""
+        model = self.holds[hold]
+        if model.status != "pending":
+            return
+        asyncio.run(_expire_hold(self.server.database_url, hold))
+        model.status = "expired"
+        read = self.client.get(f"/v1/holds/{hold}")
+        assert read.json()["status"] == "expired", read.text
+
+    # Reversals.
+
+    @rule(original=transaction_ids, part=st.sampled_from([None, 1, 2]))
+    def reverse(self, original: str, part: int | None) -> None:
+        """What is left (None), a part of it (1: one unit), or more than is left (2)."""
+        model = self.transactions[original]
+        left = model.amount - model.reversed
+        amount = {None: None, 1: 1, 2: left + 1}[part]
+        response = self._post(
+            f"/v1/transactions/{original}/reverse", {} if amount is None else {"amount": amount}
+        )
+        outcome = (response.status_code, problem_code(response))
+        if model.type == "reversal":
+            assert outcome == (422, "not_reversible"), response.text
+            return
+        if model.type == "journal" and amount not in (None, model.amount):
+            assert outcome == (422, "validation_error"), response.text
+            return
+        requested = left if amount is None else amount
+        if left == 0 or requested > left:
+            assert outcome == (409, "reversal_exceeds_original"), response.text
+            return
+        running = dict(self.balances)
+        mirrored = [
+            (credit, debit, requested if len(model.postings) == 1 else n)
+            for debit, credit, n in model.postings
+        ]
+        for source, target, n in mirrored:
+            if source is not None:
+                if running[source] - self._held(source) < n:
+                    assert outcome == (409, "insufficient_funds"), response.text
+                    return
+                running[source] -= n
+            if target is not None:
+                running[target] += n
+        assert outcome == CREATED, response.text
+        document = response.json()
+        assert (document["type"], document["reverses"], document["amount"]) == (
+            "reversal",
+            original,
+            requested,
+        )
+        self.balances = running
+        model.reversed += requested
+        self._remember(document, mirrored)
+        self._check_read_back(response.content)
+
+    @rule(target=transaction_ids, key=sent_keys)
+    def a_transaction_to_reverse(self, key: str) -> Any:
+        """Make the transactions posted so far reachable for the reversal rule."""
+        sent = self.sent[key]
+        if sent.status != 201:
+            return multiple()
+        transaction_id = json.loads(sent.content)["id"]
+        return transaction_id if transaction_id in self.transactions else multiple()
 
     # Idempotency.
 
