@@ -42,7 +42,7 @@ REFERENCE_DIRECTORY = BENCH_DIRECTORY / "reference"
 REFERENCE_SCHEMA = REFERENCE_DIRECTORY / "schema.sql"
 REFERENCE_SCRIPT = REFERENCE_DIRECTORY / "spend.sql"
 REFERENCE_FUND_AMOUNT = ledger_data.FUND_AMOUNT
-TAIL_MAX = 2**56 - 1  # a call's random number; spend i of the call uses tail * 16 + i (60 bits)
+TAIL_MAX = 2**55 - 1  # a call's random number; spend i (1-16) of the call uses tail * 16 + i (< 2**60)
 # The ids the stand-in is called with, recognised again among the recorded arguments.
 _PROBE_API_KEY_ID = uuid.UUID("00000000-0000-7000-8000-00000000abcd")
 _PROBE_KEY_PREFIX = "probe-key-"
