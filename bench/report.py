@@ -26,6 +26,9 @@ SCENARIO_TITLES = {
     "batch": "POST /v1/batches of 100 spends",
     "replay": "idempotent replays",
     "wallet read": "wallet reads (GET /v1/wallets/{id})",
+    LIMIT_REFERENCE: "pgbench: reference spend",
+    LIMIT_OWN: "pgbench: service's SQL, 1 spend per call",
+    LIMIT_OWN_GROUPED: "pgbench: service's SQL, 8 spends per call",
 }
 READ_SCENARIOS = ("wallet read", "history small", "history big")
 
@@ -486,6 +489,30 @@ def _storage_lines(results: dict[str, Any]) -> list[str]:
     ]
 
 
+WAITS_SHOWN = 4
+
+
+def _waits_lines(results: dict[str, Any]) -> list[str]:
+    rows = []
+    for point in [*results["sweep"], *results["reference"]]:
+        waits = point.get("database_waits")
+        if not waits:
+            continue
+        shown = "; ".join(f"{wait} {share:.0%}" for wait, share in list(waits.items())[:WAITS_SHOWN])
+        rows.append([_title(results, point["scenario"]), str(point["connections"]), shown])
+    if not rows:
+        return []
+    return [
+        "",
+        "## What PostgreSQL's backends were doing",
+        "",
+        "pg_stat_activity of the active client backends, sampled every 0.2 s during each point: the "
+        "share of samples on CPU or waiting for each wait event (a lock wait names its relation).",
+        "",
+        *_table(["point", "connections", "most frequent"], rows),
+    ]
+
+
 def _profile_lines(results: dict[str, Any]) -> list[str]:
     profiled = results["profile"]
     profiled_rate = profiled["load_during_profile"]["requests_per_second"]
@@ -590,6 +617,7 @@ def markdown(results: dict[str, Any]) -> str:
     lines += ["", f"## Scenarios at {reference_connections} connections", ""]
     lines += _table(REFERENCE_HEADER, _reference_rows(results))
     lines += _noise_note(results["reference"])
+    lines += _waits_lines(results)
     lines += ["", "## Bytes stored per movement", ""]
     lines += _storage_lines(results)
     verify = results["verify_under_load"]

@@ -53,6 +53,10 @@ def _command_output(*arguments: str) -> str:
     return (result.stdout or result.stderr).strip()
 
 
+def _git(*arguments: str) -> str:
+    return _command_output("git", "-C", str(settings.PROJECT_DIRECTORY), *arguments)
+
+
 def machine_facts() -> dict[str, Any]:
     cpu_model = next(
         (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
@@ -68,12 +72,8 @@ def machine_facts() -> dict[str, Any]:
         "wrk": _command_output("wrk", "-v").splitlines()[0],
         "pgbench": _command_output(str(database.pgbench_binary()), "--version"),
         "load average at start": Path("/proc/loadavg").read_text().strip(),
-        "git commit": _command_output(
-            "git", "-C", str(settings.PROJECT_DIRECTORY), "rev-parse", "--short", "HEAD"
-        ),
-        "git changes": _command_output(
-            "git", "-C", str(settings.PROJECT_DIRECTORY), "status", "--short", "--untracked-files=no", "src"
-        ),
+        "git commit": _git("rev-parse", "--short", "HEAD"),
+        "git changes": _git("status", "--short", "--untracked-files=no", "src", "bench"),
     }
 
 

@@ -9,6 +9,7 @@ import os
 import time
 import urllib.request
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -108,6 +109,55 @@ async def warm_up(bench: Bench) -> None:
     await load.run(arguments, _log_path(bench, "warmup"))
 
 
+WAIT_SAMPLE_INTERVAL_SECONDS = 0.2
+WAITS_KEPT = 6
+# What each active client backend is doing: on CPU, or the event it waits for (with the relation
+# of a lock it waits for). The benchmark's own connection is left out.
+BACKEND_WAITS = """
+SELECT coalesce(a.wait_event_type || ':' || a.wait_event, 'on CPU')
+    || coalesce(' (' || l.relation::regclass::text || ')', '') AS wait
+FROM pg_stat_activity a
+LEFT JOIN LATERAL (
+    SELECT l.relation FROM pg_locks l
+    WHERE l.pid = a.pid AND NOT l.granted AND l.relation IS NOT NULL LIMIT 1
+) l ON true
+WHERE a.state = 'active' AND a.backend_type = 'client backend' AND a.pid <> pg_backend_pid()
+"""
+
+
+class WaitSampler:
+    """Samples what PostgreSQL's active backends wait for while a point runs (every
+    WAIT_SAMPLE_INTERVAL_SECONDS): the shares of the most frequent waits, 'on CPU' included."""
+
+    def __init__(self, url: str) -> None:
+        self._url = url
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.counts: Counter[str] = Counter()
+
+    async def __aenter__(self) -> WaitSampler:
+        self._task = asyncio.create_task(self._run())
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        assert self._task is not None
+        await self._task
+
+    async def _run(self) -> None:
+        async with database.connect(self._url) as connection:
+            while not self._stop.is_set():
+                self.counts.update(row["wait"] for row in await connection.fetch(BACKEND_WAITS))
+                try:
+                    await asyncio.wait_for(self._stop.wait(), WAIT_SAMPLE_INTERVAL_SECONDS)
+                except TimeoutError:
+                    pass
+
+    def shares(self) -> dict[str, float]:
+        total = sum(self.counts.values())
+        return {wait: round(count / total, 3) for wait, count in self.counts.most_common(WAITS_KEPT)}
+
+
 GROUP_COMMIT_METRIC = "wallet_group_commit_size"
 METRICS_TIMEOUT_SECONDS = 10.0
 
@@ -132,7 +182,8 @@ async def api_point(bench: Bench, scenario: str, connections: int) -> Point:
     groups_before = await asyncio.to_thread(_group_commit_totals, bench.server.base_url)
     start = measure.snapshot(bench.cpu_roots)
     with measure.RssSampler(bench.server.process_id) as rss:
-        result = await load.run(arguments, _log_path(bench, f"wrk {scenario} c{connections}"))
+        async with WaitSampler(bench.database_url) as waits:
+            result = await load.run(arguments, _log_path(bench, f"wrk {scenario} c{connections}"))
     cpu = measure.cpu_use(start, measure.snapshot(bench.cpu_roots))
     groups_after = await asyncio.to_thread(_group_commit_totals, bench.server.base_url)
     point = Point(scenario, connections, result.to_document(), cpu.to_document(), rss.peak_bytes)
@@ -141,6 +192,7 @@ async def api_point(bench: Bench, scenario: str, connections: int) -> Point:
         "movements": groups_after[0] - groups_before[0],
         "groups": groups_after[1] - groups_before[1],
     }
+    point.extra["database_waits"] = waits.shares()
     _print_point(point, f"{result.requests_per_second:8.0f} req/s", result.latency_ms)
     return point
 
@@ -163,19 +215,21 @@ async def limit_point(bench: Bench, scenario: str, connections: int) -> Point:
     settings = bench.settings
     keys_before = await _pgbench_keys(bench) if counted else 0
     start = measure.snapshot(bench.cpu_roots)
-    result = await limit.run(
-        bench.database_url,
-        script,
-        connections,
-        settings.wrk_threads,
-        settings.duration_seconds,
-        bench.log_dir / f"pgbench_{script.name}_c{connections}",
-    )
+    async with WaitSampler(bench.database_url) as waits:
+        result = await limit.run(
+            bench.database_url,
+            script,
+            connections,
+            settings.wrk_threads,
+            settings.duration_seconds,
+            bench.log_dir / f"pgbench_{script.name}_c{connections}",
+        )
     cpu = measure.cpu_use(start, measure.snapshot(bench.cpu_roots))
     if counted:
         result = dataclasses.replace(result, spends_posted=await _pgbench_keys(bench) - keys_before)
     point = Point(scenario, connections, result.to_document(), cpu.to_document())
     point.extra["waited_for_quiet_seconds"] = round(waited, 1)
+    point.extra["database_waits"] = waits.shares()
     _print_point(point, f"{result.spends_per_second:8.0f} sp/s ", result.latency_ms)
     return point
 
