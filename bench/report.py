@@ -489,7 +489,7 @@ def _storage_lines(results: dict[str, Any]) -> list[str]:
     ]
 
 
-WAITS_SHOWN = 4
+WAITS_SHOWN = 6
 
 
 def _waits_lines(results: dict[str, Any]) -> list[str]:
