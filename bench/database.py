@@ -33,7 +33,7 @@ from bench import ledger_data
 from bench.settings import DATABASE_NAME_DEFAULT, BenchSettings, SettingsError
 from wallet.db import embedded
 
-RECIPE_VERSION = 2  # raise when ledger_data changes what it builds or records
+RECIPE_VERSION = 3  # raise when ledger_data changes what it builds or records
 WALLET_COMMAND = str(Path(sys.executable).with_name("wallet"))
 CONNECT_TIMEOUT_SECONDS = 10.0
 COMMAND_TIMEOUT_SECONDS = 600.0

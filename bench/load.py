@@ -25,6 +25,8 @@ class LoadResult:
     statuses: dict[int, int]
     socket_errors: int  # connect, read, write and timeout errors
     replayed: int  # responses with Idempotent-Replayed: true
+    items_sent: int  # batch items in requests answered 200
+    items_created: int  # batch items answered 201
 
     @property
     def requests_per_second(self) -> float:
@@ -46,6 +48,8 @@ class LoadResult:
             "socket_errors": self.socket_errors,
             "failed": self.failed,
             "replayed": self.replayed,
+            "items_sent": self.items_sent,
+            "items_created": self.items_created,
         }
 
 
@@ -53,9 +57,9 @@ class LoadResult:
 class Load:
     """What to send: a mode of wallet.lua, its lines file and body."""
 
-    mode: str  # get | post | transfer | replay
+    mode: str  # get | post | transfer | replay | journal | batch (bench/wrk/wallet.lua)
     lines_file: Path
-    body: str | None = None
+    body: str | None = None  # the body; for journal and batch, the count of postings or items
 
 
 def command(
@@ -82,6 +86,8 @@ def parse(output: str) -> LoadResult:
         statuses={int(status): count for status, count in document["statuses"].items()},
         socket_errors=errors["connect"] + errors["read"] + errors["write"] + errors["timeout"],
         replayed=document["replayed"],
+        items_sent=document["items_sent"],
+        items_created=document["items_created"],
     )
 
 

@@ -6,10 +6,10 @@ extension called from Python (httptools, the asyncpg protocol, uvloop callbacks,
 made while holding the GIL) is. So the share of a step in the samples is its share of the
 worker's busy time. (py-spy's own idle detection does not work on this machine: without
 --gil, threads blocked in a wait are sampled as running.) Each sample is given to the
-innermost step of the request path found in its stack (OPERATIONS, then FRAMEWORK); a sample
-of an AnyIO worker thread is a sync dependency run in the thread pool. The top functions by
-own and by inclusive samples are kept too, so the summary stays useful when the service's
-function names change.
+innermost step of the request path found in its stack (OPERATIONS, then OTHER_WALLET, then
+FRAMEWORK); a sample of an AnyIO worker thread is a sync dependency run in the thread pool. The
+top functions by own and by inclusive samples are kept too, so the summary stays useful when the
+service's function names change.
 """
 
 from __future__ import annotations
@@ -28,21 +28,49 @@ TOP_FUNCTIONS = 25
 
 # (label, pattern on "function (file" of a frame). A step of the service's request path takes
 # every sample whose stack passes through it, the innermost step winning; a sample in no step
-# goes to the innermost framework part of its stack.
+# goes to the innermost framework part of its stack. The posting itself runs in a task of the
+# group commit (ledger/group_commit.py), not in the request's: its samples have the group
+# commit's frames, not the route's, below them. wallet/db/connection.py (the query methods'
+# check) is no step of its own: its samples go to the step that called it.
 OPERATIONS = (
-    ("auth: API key lookup (keys.authenticate)", r"^authenticate \(wallet/keys\.py"),
-    ("auth: rest of the dependency (header, scope)", r"authorised_key \(wallet/api/deps\.py"),
-    ("pool: acquire/release a connection", r"^(connection|_?acquire\w*|release) \(wallet/|asyncpg/pool\.py"),
-    ("ledger_post call (asyncpg, wait excluded)", r"^post \(wallet/ledger/posting\.py"),
-    ("request body: read + json.loads", r"^(read_json|read_body) \(wallet/api/body\.py"),
+    ("auth: API key lookup in the database (cache miss)", r"^authenticate \(wallet/(keys|api/auth)\.py"),
+    (
+        "auth: API key from the cache, header, scope",
+        r"^(authorise|_bearer_secret|cached|hash_key|allows) \(wallet/",
+    ),
+    (
+        "pool: acquire/release a connection",
+        r"^(pooled_connection|connection) \(wallet/api/deps\.py|\(asyncpg/pool\.py",
+    ),
+    ("posting.post: ledger.post arguments", r"^_arguments \(wallet/ledger/posting\.py"),
+    (
+        "response: transaction record to JSON",
+        r"^(to_json|to_document|balance_after|timestamp_text) \(wallet/ledger/transactions\.py",
+    ),
+    (
+        "posting.post: outcomes and transaction records",
+        r"^_posted_record \(wallet/ledger/posting\.py|\(wallet/ledger/transactions\.py",
+    ),
+    ("posting.post: the ledger.post call (asyncpg, wait excluded)", r"^post \(wallet/ledger/posting\.py"),
+    ("group commit: queue, groups, hand-over", r"\(wallet/ledger/group_commit\.py"),
+    (
+        "request body: read + json.loads + canonical JSON",
+        r"^(read_json|read_body|_media_type_problem|canonical_json|loads|depth) \(wallet/",
+    ),
     ("pydantic validation of the body", r"^validate \(wallet/api/body\.py"),
-    ("Idempotency-Key fingerprint (sha256 + canonical JSON)", r"^(fingerprint|canonical_json) \(wallet/"),
-    ("route handler (rest)", r"\(wallet/api/routes\.py"),
+    ("Idempotency-Key header and wallet id", r"^(idempotency_key_of|check_key|wallet_id_of) \(wallet/"),
+    ("fingerprint (sha256)", r"^fingerprint \(wallet/idempotency\.py"),
+    (
+        "movement: postings and request (posting.spend, uuid7)",
+        r"\(wallet/_ids\.py|^(spend|topup|bonus|transfer|journal) \(wallet/ledger/posting\.py",
+    ),
+    ("route handler (rest of api/movements.py)", r"\(wallet/api/(movements|routes)\.py"),
     ("metrics (prometheus_client)", r"\(wallet/metrics\.py|\(prometheus_client/"),
     ("access log (structlog)", r"\(structlog/|\(logging/"),
     ("HTTP protocol (uvicorn + httptools)", r"\(wallet/api/protocol\.py"),
-    ("other wallet code", r"\(wallet/(?!api/middleware\.py)"),
 )
+# A sample in no step of OPERATIONS, but in the service's code.
+OTHER_WALLET = (("other wallet code", r"\(wallet/(?!api/middleware\.py|db/connection\.py)"),)
 FRAMEWORK = (
     ("FastAPI dependency solving", r"\(fastapi/dependencies/"),
     ("thread pool hop (sync dependencies, anyio)", r"\(anyio/|run_in_threadpool|to_thread|\(threading\.py"),
@@ -54,7 +82,7 @@ FRAMEWORK = (
         "middleware stack (wallet, Starlette, FastAPI)",
         r"\(starlette/middleware/|\(fastapi/(_body_limit|telemetry|middleware)|\(wallet/api/middleware\.py",
     ),
-    ("asyncpg query of a stack py-spy cut short (auth or ledger_post)", r"\(asyncpg/"),
+    ("asyncpg query of a stack py-spy cut short", r"\(asyncpg/"),
     ("event loop and C extensions (uvloop, httptools, asyncpg protocol)", r"\(asyncio/|\(uvloop/|\(uvicorn/"),
 )
 THREAD_POOL_LABEL = "sync dependencies in the thread pool (AnyIO worker threads)"
@@ -80,6 +108,7 @@ def _label(thread_name: str, frames: list[str]) -> str:
         return THREAD_POOL_LABEL
     return (
         _innermost(frames, OPERATIONS)
+        or _innermost(frames, OTHER_WALLET)
         or _innermost(frames, FRAMEWORK)
         or "other (interpreter, C extensions called from the loop)"
     )

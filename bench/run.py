@@ -1,10 +1,13 @@
 """`make bench`: one benchmark run, end to end.
 
 1. The database server (embedded, or WALLET_DATABASE_URL's), the template database (built once:
-   funded wallets and the history ledger), a fresh run database copied from it.
+   funded wallets and the history ledger), a fresh run database copied from it, with the
+   reference spend's tables beside the ledger's.
 2. `wallet serve --workers BENCH_WORKERS` on 127.0.0.1, a warm-up.
 3. `wallet ledger verify` while spends run.
-4. The concurrency sweep: API spends over all wallets and pgbench's spend limit, 8-64 clients.
+4. The concurrency sweep, 8-64 clients: API spends over all wallets, pgbench of the service's
+   own spend SQL (one spend per call) and of the reference spend; at the reference concurrency
+   also the service's SQL with 8 spends per call. The bytes the ledger's tables grew by.
 5. The other scenarios at the reference concurrency.
 6. py-spy on a worker during spends; the ledger verified after everything.
 7. results.json, results.md and the plots in BENCH_OUTPUT_DIR.
@@ -28,10 +31,13 @@ from bench import database, limit, report, scenarios, server, settings, workload
 from bench.settings import BenchSettings
 
 SWEEP_SCENARIO = "spend"
+SWEEP_LIMITS = (scenarios.LIMIT_OWN, scenarios.LIMIT_REFERENCE)
 REFERENCE_SCENARIOS = (
     "topup",
     "spend one wallet",
     "transfer",
+    "journal",
+    "batch",
     "replay",
     "wallet read",
     "history small",
@@ -45,6 +51,10 @@ def _command_output(*arguments: str) -> str:
     except OSError as error:
         return f"({error})"
     return (result.stdout or result.stderr).strip()
+
+
+def _git(*arguments: str) -> str:
+    return _command_output("git", "-C", str(settings.PROJECT_DIRECTORY), *arguments)
 
 
 def machine_facts() -> dict[str, Any]:
@@ -62,12 +72,8 @@ def machine_facts() -> dict[str, Any]:
         "wrk": _command_output("wrk", "-v").splitlines()[0],
         "pgbench": _command_output(str(database.pgbench_binary()), "--version"),
         "load average at start": Path("/proc/loadavg").read_text().strip(),
-        "git commit": _command_output(
-            "git", "-C", str(settings.PROJECT_DIRECTORY), "rev-parse", "--short", "HEAD"
-        ),
-        "git changes": _command_output(
-            "git", "-C", str(settings.PROJECT_DIRECTORY), "status", "--short", "--untracked-files=no", "src"
-        ),
+        "git commit": _git("rev-parse", "--short", "HEAD"),
+        "git changes": _git("status", "--short", "--untracked-files=no", "src", "bench"),
     }
 
 
@@ -80,44 +86,93 @@ def service_settings(bench_settings: BenchSettings) -> dict[str, str]:
     return {"workers": str(bench_settings.workers), **overrides}
 
 
+async def _limit_scripts(
+    connection: Any, prepared: workload.Workload, wallet_count: int, directory: Path
+) -> tuple[dict[str, limit.Script], str]:
+    """The pgbench scripts of the run (written to `directory`), and the service's statement."""
+    await limit.install_reference(connection, wallet_count)
+    scripts = {
+        scenarios.LIMIT_REFERENCE: limit.Script(
+            "reference", limit.REFERENCE_SCRIPT, 1, (f"wallets={wallet_count}",)
+        )
+    }
+    statement = ""
+    shapes = ((scenarios.LIMIT_OWN, 1), (scenarios.LIMIT_OWN_GROUPED, limit.SPENDS_PER_CALL_GROUPED))
+    for scenario, spends in shapes:
+        text, statement = await limit.service_script(
+            connection, prepared.pgbench_api_key_id, wallet_count, spends
+        )
+        path = directory / f"service-{spends}.pgbench.sql"
+        path.write_text(text)
+        scripts[scenario] = limit.Script(f"service-{spends}", path, spends)
+    return scripts, statement
+
+
 async def _prepare(
     bench_settings: BenchSettings, database_server: database.DatabaseServer, output_dir: Path
-) -> tuple[dict[str, Any], workload.Workload, Path]:
+) -> tuple[dict[str, Any], workload.Workload, dict[str, limit.Script]]:
     started = time.monotonic()
     template = await database.ensure_template(database_server, bench_settings)
     copy_seconds = await database.create_run_database(database_server, bench_settings)
     async with database.connect(database_server.run_url) as connection:
         prepared = await workload.prepare(connection, bench_settings, output_dir / "data")
-    script, statement = await limit.pgbench_script(prepared.pgbench_api_key_id, bench_settings.wallet_count)
-    script_path = output_dir / "data" / "spend.pgbench.sql"
-    script_path.write_text(script)
+        scripts, statement = await _limit_scripts(
+            connection, prepared, bench_settings.wallet_count, output_dir / "data"
+        )
     setup = {
         "template": template,
         "run database copy seconds": round(copy_seconds, 1),
         "setup seconds": round(time.monotonic() - started, 1),
         "service statement": statement,
-        "pgbench script": script,
+        "pgbench scripts": {name: script.path.read_text() for name, script in scripts.items()},
         "history wallet entries": prepared.history_entries,
     }
-    return setup, prepared, script_path
+    return setup, prepared, scripts
+
+
+class _Phases:
+    """How long each phase of the measurement took."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._started = time.monotonic()
+
+    def done(self, phase: str) -> None:
+        now = time.monotonic()
+        self.seconds[phase] = round(now - self._started, 1)
+        self._started = now
 
 
 async def _measure(bench: scenarios.Bench, output_dir: Path) -> dict[str, Any]:
     bench_settings = bench.settings
+    phases = _Phases()
     await scenarios.warm_up(bench)
     verify = await scenarios.verify_under_load(bench)
+    phases.done("warm-up and verify under load")
+    storage_before = await scenarios.storage(bench)
     sweep: list[dict[str, Any]] = []
     for connections in bench_settings.concurrency_levels:
         sweep.append((await scenarios.api_point(bench, SWEEP_SCENARIO, connections)).to_document())
-        sweep.append((await scenarios.limit_point(bench, connections)).to_document())
+        for scenario in SWEEP_LIMITS:
+            sweep.append((await scenarios.limit_point(bench, scenario, connections)).to_document())
+        if connections == bench_settings.concurrency_reference:
+            grouped = await scenarios.limit_point(bench, scenarios.LIMIT_OWN_GROUPED, connections)
+            sweep.append(grouped.to_document())
+    storage_after = await scenarios.storage(bench)
+    phases.done("sweep")
     reference = []
     for scenario in REFERENCE_SCENARIOS:
         point = await scenarios.api_point(bench, scenario, bench_settings.concurrency_reference)
         reference.append(point.to_document())
+    phases.done("scenarios")
     profiled = await scenarios.profile_spend(bench, output_dir)
+    phases.done("profile")
     final_verify = await scenarios.ledger_verify(bench)
+    phases.done("final verify")
     return {
+        "phase_seconds": phases.seconds,
         "verify_under_load": verify,
+        "storage": {"before": storage_before, "after": storage_after},
         "sweep": sweep,
         "reference": reference,
         "profile": profiled,
@@ -136,9 +191,11 @@ async def run(bench_settings: BenchSettings) -> dict[str, Any]:
     database_server = database.open_server(bench_settings)
     try:
         postgres = await database.server_facts(database_server)
-        setup, prepared, script_path = await _prepare(bench_settings, database_server, output_dir)
+        setup, prepared, scripts = await _prepare(bench_settings, database_server, output_dir)
         postmaster = await database.postmaster_process_id(database_server)
+        server_started = time.monotonic()
         service = server.start(database_server.run_url, bench_settings.workers, log_dir / "server.log")
+        setup["server start seconds"] = round(time.monotonic() - server_started, 1)
         try:
             cpu_roots = {"server": service.process_id}
             if postmaster is not None:
@@ -149,7 +206,7 @@ async def run(bench_settings: BenchSettings) -> dict[str, Any]:
                 workload=prepared,
                 database_url=database_server.run_url,
                 maintenance_url=database_server.maintenance_url,
-                pgbench_script=script_path,
+                limit_scripts=scripts,
                 cpu_roots=cpu_roots,
                 log_dir=log_dir,
             )

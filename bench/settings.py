@@ -90,7 +90,7 @@ def load() -> BenchSettings:
         replay_key_count=2_000 if quick else 10_000,
         duration_seconds=_integer("BENCH_DURATION_SECONDS", 3 if quick else 12, 1, 120),
         warmup_seconds=2 if quick else 4,
-        concurrency_levels=(8, 16, 32, 64),
+        concurrency_levels=(8, 16, 64) if quick else (8, 16, 32, 64),
         concurrency_reference=16,
         wrk_threads=2,
         verify_baseline_seconds=3 if quick else 8,

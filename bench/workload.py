@@ -6,16 +6,18 @@ import random
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from bench import ledger_data
 from bench.load import Load
 from bench.settings import BenchSettings
 from wallet import idempotency, keys
-from wallet.ledger import history
+from wallet.ledger import history, posting
 from wallet.ledger.limits import PAGE_SIZE_DEFAULT
+from wallet.types import Connection
 
 SPEND_BODY = '{"amount":1}'
+JOURNAL_POSTINGS = 5  # each between two random wallets
+BATCH_ITEMS = 100  # spends of 1, each on a random wallet
 HISTORY_PAGES = 1000  # the first page and 999 pages at random depths
 RANDOM_SEED = 20_261_126
 
@@ -33,51 +35,53 @@ def _write_lines(path: Path, lines: list[str]) -> Path:
     return path
 
 
-async def _history_paths(connection: Any, number: int, rng: random.Random) -> tuple[list[str], int]:
+async def _history_paths(connection: Connection, number: int, rng: random.Random) -> tuple[list[str], int]:
+    """The first page of a history wallet and pages starting at random depths: a cursor is the
+    position of the entry the page starts after (ledger_data.history_created_at)."""
     wallet = ledger_data.history_wallet_id(number)
-    row = await connection.fetchrow(
-        "SELECT min(id) AS first, max(id) AS last, count(*) AS entries FROM entry WHERE account_id = $1",
-        wallet,
-    )
+    entries = await connection.fetchval("SELECT entry_count FROM account WHERE id = $1", wallet)
+    assert isinstance(entries, int) and entries >= 2, entries
     base = f"/v1/wallets/{wallet}/transactions?limit={PAGE_SIZE_DEFAULT}"
     paths = [base]
-    for _ in range(HISTORY_PAGES - 1):
-        cursor = history.encode_cursor(rng.randint(row["first"] + 1, row["last"] + 1))
+    positions = [rng.randint(2, entries) for _ in range(HISTORY_PAGES - 1)]
+    exists = await connection.fetchval(
+        """
+        SELECT count(*) FROM entry
+        WHERE account_id = $1 AND balance_after IS NOT NULL AND created_at = $2 AND account_sequence = $3
+        """,
+        wallet,
+        ledger_data.history_created_at(positions[0]),
+        positions[0],
+    )
+    assert exists == 1, "the history wallet's entries are not where ledger_data put them"
+    for sequence in positions:
+        cursor = history.encode_cursor(history.Position(ledger_data.history_created_at(sequence), sequence))
         paths.append(f"{base}&cursor={cursor}")
-    return paths, int(row["entries"])
+    return paths, entries
 
 
-async def _prime_replays(connection: Any, api_key_id: uuid.UUID, count: int) -> list[str]:
-    """`count` spends of 1, one per wallet, made once with keys replay-N through ledger_post with
-    the fingerprint the service computes for POST /v1/wallets/{id}/spend {"amount":1}; wrk then
-    sends exactly those requests again."""
+async def _prime_replays(connection: Connection, api_key_id: uuid.UUID, count: int) -> list[str]:
+    """`count` spends of 1, one per wallet, posted once with keys replay-N through posting.post
+    with the fingerprint the service computes for POST /v1/wallets/{id}/spend {"amount":1}; wrk
+    then sends exactly those requests again."""
     numbers = list(range(1, count + 1))
     paths = [f"/v1/wallets/{ledger_data.wallet_id(number)}/spend" for number in numbers]
     keys_sent = [f"replay-{number}" for number in numbers]
     body = idempotency.canonical_json({"amount": 1})
-    fingerprints = [idempotency.fingerprint("POST", path, body) for path in paths]
-    created = await connection.fetchval(
-        """
-        SELECT count(*) FILTER (WHERE posted.status = 201)
-        FROM unnest($2::text[], $3::bytea[], $4::uuid[])
-            WITH ORDINALITY AS item(key, fingerprint, wallet, number)
-        CROSS JOIN LATERAL ledger_post(
-            $1, item.key, item.fingerprint,
-            (lpad(to_hex((extract(epoch FROM clock_timestamp()) * 1000)::bigint), 12, '0') || '7fff8'
-             || lpad(to_hex(item.number), 15, '0'))::uuid,
-            'spend', item.wallet, NULL, 1, NULL, NULL
-        ) posted
-        """,
-        api_key_id,
-        keys_sent,
-        fingerprints,
-        [ledger_data.wallet_id(number) for number in numbers],
-    )
-    assert created == count, (created, count)
+    requests = [
+        posting.Request(
+            api_key_id,
+            key,
+            idempotency.fingerprint("POST", path, body),
+            posting.spend(ledger_data.wallet_id(number), 1, None, None),
+        )
+        for number, key, path in zip(numbers, keys_sent, paths, strict=True)
+    ]
+    await ledger_data.post_all(connection, requests)
     return [f"{key} {path}" for key, path in zip(keys_sent, paths, strict=True)]
 
 
-async def prepare(connection: Any, settings: BenchSettings, directory: Path) -> Workload:
+async def prepare(connection: Connection, settings: BenchSettings, directory: Path) -> Workload:
     rng = random.Random(RANDOM_SEED)
     api_key, secret = await keys.create(connection, f"bench-{uuid.uuid4().hex[:8]}", {keys.Scope.ADMIN})
     pgbench_key, _ = await keys.create(
@@ -88,6 +92,7 @@ async def prepare(connection: Any, settings: BenchSettings, directory: Path) -> 
     small, entries_small = await _history_paths(connection, ledger_data.HISTORY_SMALL_NUMBER, rng)
     replays = await _prime_replays(connection, api_key.id, settings.replay_key_count)
     spend_paths = [f"/v1/wallets/{wallet}/spend" for wallet in wallets]
+    wallets_file = _write_lines(directory / "wallets.txt", wallets)
     loads = {
         "spend": Load("post", _write_lines(directory / "spend.txt", spend_paths), SPEND_BODY),
         "topup": Load(
@@ -98,7 +103,9 @@ async def prepare(connection: Any, settings: BenchSettings, directory: Path) -> 
         "spend one wallet": Load(
             "post", _write_lines(directory / "spend_one.txt", spend_paths[:1]), SPEND_BODY
         ),
-        "transfer": Load("transfer", _write_lines(directory / "wallets.txt", wallets)),
+        "transfer": Load("transfer", wallets_file),
+        "journal": Load("journal", wallets_file, str(JOURNAL_POSTINGS)),
+        "batch": Load("batch", wallets_file, str(BATCH_ITEMS)),
         "replay": Load("replay", _write_lines(directory / "replay.txt", replays), SPEND_BODY),
         "wallet read": Load(
             "get", _write_lines(directory / "read.txt", [f"/v1/wallets/{w}" for w in wallets])
