@@ -153,7 +153,9 @@ def test_seed_twice_creates_gold_and_points_with_their_system_accounts_once(
     assets, system, _ = after_first
     assert assets == [("GOLD", "Gold Coins"), ("POINTS", "Reward Points")]
     assert system == [
-        (asset, kind, 32, 0, 31) for asset in ("GOLD", "POINTS") for kind in ("bonus", "revenue", "treasury")
+        (asset, kind, 32, 0, 31)
+        for asset in ("GOLD", "POINTS")
+        for kind in ("bonus", "breakage", "revenue", "treasury")
     ]
 
 

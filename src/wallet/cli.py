@@ -26,7 +26,7 @@ from wallet._loopback import is_loopback_host
 from wallet.config import ConfigurationError, Settings, load_settings
 from wallet.db import database, embedded
 from wallet.db.errors import is_unavailable
-from wallet.ledger import code, verify
+from wallet.ledger import code, lots, verify
 from wallet.types import Connection
 
 ResultT = TypeVar("ResultT")
@@ -40,10 +40,12 @@ db_app = typer.Typer(no_args_is_help=True, help="Database schema and seed data."
 keys_app = typer.Typer(no_args_is_help=True, help="API keys.")
 ledger_app = typer.Typer(no_args_is_help=True, help="The ledger.")
 idempotency_app = typer.Typer(no_args_is_help=True, help="Idempotency keys.")
+lots_app = typer.Typer(no_args_is_help=True, help="Expiring credits (lots).")
 app.add_typer(db_app, name="db")
 app.add_typer(keys_app, name="keys")
 app.add_typer(ledger_app, name="ledger")
 app.add_typer(idempotency_app, name="idempotency")
+app.add_typer(lots_app, name="lots")
 
 
 def fail(message: str, exit_code: int = 1) -> typer.Exit:
@@ -357,6 +359,15 @@ def idempotency_purge() -> None:
     settings = _settings()
     deleted = _run(settings, lambda connection: idempotency.purge(connection, settings.idempotency_ttl_hours))
     typer.echo(f"purged {deleted} idempotency keys older than {settings.idempotency_ttl_hours} h")
+
+
+@lots_app.command("expire")
+def lots_expire() -> None:
+    """Expire now what is due: lots past their expiry (to the breakage account) and holds past
+    theirs, in every wallet; the serving processes' sweeper does the same every
+    WALLET_EXPIRY_SWEEP_SECONDS."""
+    wallets = _run(_settings(), lots.sweep)
+    typer.echo(f"expired what was due in {wallets} wallets")
 
 
 def main() -> None:

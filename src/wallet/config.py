@@ -26,6 +26,9 @@ class Settings(BaseSettings):
     idempotency_ttl_hours: int = Field(default=24, ge=24, le=24 * 365)
     # How often each serving process purges expired idempotency keys (with jitter); 0: never.
     idempotency_purge_interval_seconds: int = Field(default=600, ge=0, le=86_400)
+    # How often each serving process sweeps expired holds and lots from wallets no posting has
+    # touched since they expired (one process at a time; with jitter); 0: never.
+    expiry_sweep_seconds: int = Field(default=30, ge=0, le=86_400)
 
     pool_size_min: int = Field(default=4, ge=1, le=200)
     pool_size_max: int = Field(default=16, ge=1, le=200)

@@ -1,12 +1,18 @@
-"""Background work of a serving process: purging expired idempotency keys.
+"""Background work of a serving process: purging expired idempotency keys, and sweeping what
+has expired (holds and lots) from wallets no posting has touched since.
 
-Every WALLET_IDEMPOTENCY_PURGE_INTERVAL_SECONDS (give or take PURGE_JITTER, so that workers
-started together drift apart) a run deletes keys older than WALLET_IDEMPOTENCY_TTL_HOURS in
-batches of PURGE_BATCH_SIZE, each batch its own short transaction on a pooled connection that is
-handed back before a PURGE_PAUSE_SECONDS pause, so traffic never waits long behind a purge.
-Each batch holds the purge advisory lock of its transaction (`idempotency.purge_batch`): when
-another worker's batch holds it, this run ends and leaves the work to that one. A failed run
-(database down, timeouts) is logged and the next interval tries again.
+Each job runs every interval (give or take JITTER, so that workers started together drift
+apart), in batches: each batch its own short transaction on a pooled connection that is handed
+back before a PAUSE_SECONDS pause, so traffic never waits long behind a run. Each batch holds its
+job's advisory lock for its transaction: when another worker's batch holds it, this run ends and
+leaves the work to that one. A failed run (database down, timeouts) is logged and the next
+interval tries again.
+
+- purge: deletes idempotency keys older than WALLET_IDEMPOTENCY_TTL_HOURS, every
+  WALLET_IDEMPOTENCY_PURGE_INTERVAL_SECONDS, PURGE_BATCH_SIZE at a time (idempotency.purge_batch).
+- sweep: expires due holds and lots every WALLET_EXPIRY_SWEEP_SECONDS, SWEEP_BATCH_SIZE wallets
+  at a time (lots.sweep_batch); a wallet a posting has locked is skipped: the posting expires
+  its own.
 """
 
 from __future__ import annotations
@@ -15,25 +21,33 @@ import asyncio
 import contextlib
 import random
 import time
+from collections.abc import Awaitable, Callable
 
 import asyncpg
 import structlog
 
 from wallet import idempotency
 from wallet.config import Settings
+from wallet.ledger import lots
 
 PURGE_BATCH_SIZE = 500
-PURGE_PAUSE_SECONDS = 0.05
-PURGE_JITTER = 0.2  # each wait is the interval times a random factor in [0.8, 1.2]
+SWEEP_BATCH_SIZE = lots.SWEEP_BATCH_SIZE
+PAUSE_SECONDS = 0.05
+JITTER = 0.2  # each wait is the interval times a random factor in [0.8, 1.2]
 
 log = structlog.get_logger("wallet.housekeeping")
+
+Batch = Callable[[asyncpg.Pool, Settings], Awaitable[int | None]]
 
 
 def start_purge(pool: asyncpg.Pool, settings: Settings) -> asyncio.Task[None] | None:
     """The purge loop as a task of the running event loop; None when the interval is 0."""
-    if settings.idempotency_purge_interval_seconds == 0:
-        return None
-    return asyncio.create_task(_purge_forever(pool, settings), name="idempotency-purge")
+    return _start("idempotency-purge", settings.idempotency_purge_interval_seconds, purge_run, pool, settings)
+
+
+def start_sweep(pool: asyncpg.Pool, settings: Settings) -> asyncio.Task[None] | None:
+    """The expiry sweep loop as a task of the running event loop; None when the interval is 0."""
+    return _start("expiry-sweep", settings.expiry_sweep_seconds, sweep_run, pool, settings)
 
 
 async def stop(task: asyncio.Task[None] | None) -> None:
@@ -45,34 +59,59 @@ async def stop(task: asyncio.Task[None] | None) -> None:
         await task
 
 
-async def _purge_forever(pool: asyncpg.Pool, settings: Settings) -> None:
-    interval_seconds = settings.idempotency_purge_interval_seconds
-    assert interval_seconds > 0
-    while True:
-        await asyncio.sleep(interval_seconds * random.uniform(1 - PURGE_JITTER, 1 + PURGE_JITTER))
-        await purge_run(pool, settings)
+def _start(
+    name: str,
+    interval_seconds: float,
+    run: Callable[[asyncpg.Pool, Settings], Awaitable[int | None]],
+    pool: asyncpg.Pool,
+    settings: Settings,
+) -> asyncio.Task[None] | None:
+    if interval_seconds == 0:
+        return None
+
+    async def forever() -> None:
+        while True:
+            await asyncio.sleep(interval_seconds * random.uniform(1 - JITTER, 1 + JITTER))
+            await run(pool, settings)
+
+    return asyncio.create_task(forever(), name=name)
 
 
 async def purge_run(pool: asyncpg.Pool, settings: Settings) -> int | None:
-    """One run; how many keys it deleted, or None when it failed (logged)."""
+    """One purge run; how many keys it deleted, or None when it failed (logged)."""
+    return await _run("idempotency_purged", _purge_batch, PURGE_BATCH_SIZE, pool, settings)
+
+
+async def sweep_run(pool: asyncpg.Pool, settings: Settings) -> int | None:
+    """One sweep run; how many wallets it took, or None when it failed (logged)."""
+    return await _run("expiry_swept", _sweep_batch, SWEEP_BATCH_SIZE, pool, settings)
+
+
+async def _run(
+    event: str, batch: Batch, batch_size: int, pool: asyncpg.Pool, settings: Settings
+) -> int | None:
+    """Batches until one does less than a full batch (or another process holds the lock). Logs
+    `event` with the count done (a sweep only when it did something), or `<job>_failed`."""
+    failed = {"idempotency_purged": "idempotency_purge_failed", "expiry_swept": "expiry_sweep_failed"}[event]
     started = time.perf_counter()
-    deleted_total, finished = 0, False
+    done_total, finished = 0, False
     try:
         while not finished:
-            deleted = await _purge_batch(pool, settings)
-            deleted_total += deleted or 0
-            finished = deleted is None or deleted < PURGE_BATCH_SIZE
+            done = await batch(pool, settings)
+            done_total += done or 0
+            finished = done is None or done < batch_size
             if not finished:
-                await asyncio.sleep(PURGE_PAUSE_SECONDS)
+                await asyncio.sleep(PAUSE_SECONDS)
     except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as error:
-        log.warning("idempotency_purge_failed", error=type(error).__name__, deleted=deleted_total)
+        log.warning(failed, error=type(error).__name__, count=done_total)
         return None
     except Exception:  # a bug; the loop must outlive it, the log must show it
-        log.exception("idempotency_purge_failed", deleted=deleted_total)
+        log.exception(failed, count=done_total)
         return None
     duration_ms = round((time.perf_counter() - started) * 1000, 1)
-    log.info("idempotency_purged", deleted=deleted_total, duration_ms=duration_ms)
-    return deleted_total
+    if event == "idempotency_purged" or done_total:
+        log.info(event, count=done_total, duration_ms=duration_ms)
+    return done_total
 
 
 async def _purge_batch(pool: asyncpg.Pool, settings: Settings) -> int | None:
@@ -81,3 +120,9 @@ async def _purge_batch(pool: asyncpg.Pool, settings: Settings) -> int | None:
         return await idempotency.purge_batch(
             connection, settings.idempotency_ttl_hours, PURGE_BATCH_SIZE, wait_for_lock=False
         )
+
+
+async def _sweep_batch(pool: asyncpg.Pool, settings: Settings) -> int | None:
+    timeout_seconds = settings.timeout_ms_pool_acquire / 1000
+    async with pool.acquire(timeout=timeout_seconds) as connection:
+        return await lots.sweep_batch(connection, SWEEP_BATCH_SIZE, wait_for_lock=False)

@@ -35,7 +35,7 @@ def test_a_new_asset_has_no_wallets_and_zero_balances(client: httpx.Client) -> N
         "asset": code,
         "wallet_count": 0,
         "user_total": 0,
-        "system": {"treasury": 0, "bonus": 0, "revenue": 0},
+        "system": {"treasury": 0, "bonus": 0, "revenue": 0, "breakage": 0},
     }
 
 
@@ -52,7 +52,7 @@ def test_each_movement_shows_on_its_system_account_and_every_asset_sums_to_zero(
         "asset": code,
         "wallet_count": 2,
         "user_total": 90,
-        "system": {"treasury": -100, "bonus": -20, "revenue": 30},
+        "system": {"treasury": -100, "bonus": -20, "revenue": 30, "breakage": 0},
     }
     data = client.get("/v1/ledger/balances").json()["data"]
     assert [item["asset"] for item in data] == sorted(item["asset"] for item in data)

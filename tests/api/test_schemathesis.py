@@ -11,11 +11,12 @@ Valid requests are pointed at real funded wallets half of the time, so that mone
 succeed and their 201 bodies are checked too; every valid money movement gets an
 Idempotency-Key of its own.
 
-Schemathesis counts a 4xx to a schema-valid request as a failure; three rejections of this API
+Schemathesis counts a 4xx to a schema-valid request as a failure; some rejections of this API
 are outside what a JSON Schema can say, and `schema_valid_request_accepted` lets them through:
 the business declines of API.md (`same_wallet`, `asset_mismatch`, `balance_limit_exceeded`,
-`idempotency_key_reused`), integers written as floats (`10.0`, a JSON Schema integer, which
-API.md rejects), and a history `cursor` that the service never issued (the cursor is opaque).
+`idempotency_key_reused`), rules across fields or against the clock (CROSS_FIELD_RULES),
+integers written as floats (`10.0`, a JSON Schema integer, which API.md rejects), and a history
+`cursor` that the service never issued (the cursor is opaque).
 """
 
 from __future__ import annotations
@@ -39,11 +40,14 @@ MAX_EXAMPLES = 40
 BUSINESS_DECLINES = {"same_wallet", "asset_mismatch", "balance_limit_exceeded", "idempotency_key_reused"}
 ACCEPTED_STATUSES = {200, 201, 401, 403, 404, 409}
 MONEY_MOVEMENTS = ("/topup", "/bonus", "/spend", "/v1/transfers", "/v1/journal")
-# Rules that span fields, which a JSON Schema cannot state; their 422 explains the rejection.
+# Rules that span fields, or depend on the clock (an `expires_at` must lie ahead, at most 10
+# years), which a JSON Schema cannot state; their 422 explains the rejection.
 CROSS_FIELD_RULES = (
     "a posting needs two different accounts",
     "at least one posting must debit or credit a wallet",
     "another item of the batch has this idempotency_key",
+    "must be later than now",
+    "years ahead",
 )
 
 BUILD_SCHEMA = """

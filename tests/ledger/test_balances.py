@@ -42,7 +42,7 @@ def test_totals_past_64_bits_stay_exact(create_database: Callable[[], str], tmp_
     totals = {item.asset: item for item in asyncio.run(fill_two_wallets_to_the_limit(database_url))}
     big = totals["BIG"]
     assert big.user_total == 2 * BALANCE_MAX > 2**63
-    assert big.system == {"treasury": -2 * BALANCE_MAX, "bonus": 0, "revenue": 0}
+    assert big.system == {"treasury": -2 * BALANCE_MAX, "bonus": 0, "revenue": 0, "breakage": 0}
     assert big.wallet_count == 2
     assert big.total == 0
     server = start_server(database_url, tmp_path / "server.log")

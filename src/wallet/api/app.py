@@ -46,6 +46,7 @@ REQUEST_SCHEMAS = (
     schemas.AssetCreate,
     schemas.WalletCreate,
     schemas.MovementRequest,
+    schemas.CreditRequest,
     schemas.TransferRequest,
     schemas.JournalRequest,
     schemas.BatchRequest,
@@ -80,9 +81,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         pool_sampler = service_metrics.start_pool_sampler(app.state.pool)
         purge = housekeeping.start_purge(app.state.pool, settings)
+        sweep = housekeeping.start_sweep(app.state.pool, settings)
         try:
             yield
         finally:
+            await housekeeping.stop(sweep)
             await housekeeping.stop(purge)
             await app.state.group_commit.close()
             if app.state.key_cache is not None:

@@ -34,7 +34,7 @@ from wallet.ledger.limits import PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX
 router = APIRouter(prefix="/v1")
 
 HOLD_PROBLEMS = problems(400, 401, 403, 404, 409, 413, 415, 422, 503)
-NOT_REVERSIBLE = frozenset({"reversal"})  # later: expiry
+NOT_REVERSIBLE = frozenset({"reversal", "expiry"})
 
 
 def _id_of(text: str, what: str, code: str) -> uuid.UUID:

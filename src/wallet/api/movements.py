@@ -13,7 +13,6 @@ OpenAPI schema still documents their parameters and bodies (`openapi_extra`).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -126,35 +125,45 @@ async def post_movement(
     )
 
 
-WalletMovement = Callable[[uuid.UUID, int, str | None, str | None], posting.Movement]
+def _wallet_movement_of(op: str, wallet_id: uuid.UUID, fields: schemas.MovementRequest) -> posting.Movement:
+    """The movement of a top-up, bonus or spend request (single or batch item)."""
+    reference, metadata = fields.reference, metadata_json(fields.metadata)
+    if op == "spend":
+        return posting.spend(wallet_id, fields.amount, reference, metadata)
+    assert isinstance(fields, schemas.CreditRequest)
+    build = posting.topup if op == "topup" else posting.bonus
+    return build(wallet_id, fields.amount, reference, metadata, fields.expires_at)
 
 
-async def _wallet_movement(request: Request, wallet_id: str, build: WalletMovement) -> Response:
+async def _wallet_movement(request: Request, wallet_id: str, op: str) -> Response:
     caller = await authorise(request, Scope.WRITE)
     key = idempotency_key_of(request)
     wallet = wallet_id_of(wallet_id)
     body = await read_json(request)
-    fields = validate(schemas.MovementRequest, body.value)
-    movement = build(wallet, fields.amount, fields.reference, metadata_json(fields.metadata))
+    model = schemas.MovementRequest if op == "spend" else schemas.CreditRequest
+    movement = _wallet_movement_of(op, wallet, validate(model, body.value))
     return await post_movement(request, movement, caller, key, body.canonical)
 
 
-@router.post("/wallets/{wallet_id}/topup", **movement_route(schemas.MovementRequest))
+@router.post("/wallets/{wallet_id}/topup", **movement_route(schemas.CreditRequest))
 async def topup(request: Request, wallet_id: str) -> Response:
-    """Credit the wallet, debit the asset's treasury account."""
-    return await _wallet_movement(request, wallet_id, posting.topup)
+    """Credit the wallet, debit the asset's treasury account; with `expires_at`, the credit
+    becomes a lot that expires then."""
+    return await _wallet_movement(request, wallet_id, "topup")
 
 
-@router.post("/wallets/{wallet_id}/bonus", **movement_route(schemas.MovementRequest))
+@router.post("/wallets/{wallet_id}/bonus", **movement_route(schemas.CreditRequest))
 async def bonus(request: Request, wallet_id: str) -> Response:
-    """Credit the wallet, debit the asset's bonus account."""
-    return await _wallet_movement(request, wallet_id, posting.bonus)
+    """Credit the wallet, debit the asset's bonus account; with `expires_at`, the credit becomes
+    a lot that expires then."""
+    return await _wallet_movement(request, wallet_id, "bonus")
 
 
 @router.post("/wallets/{wallet_id}/spend", **movement_route(schemas.MovementRequest))
 async def spend(request: Request, wallet_id: str) -> Response:
-    """Debit the wallet, credit the asset's revenue account; 409 when it holds too little."""
-    return await _wallet_movement(request, wallet_id, posting.spend)
+    """Debit the wallet (its soonest-expiring lots first), credit the asset's revenue account;
+    409 when it has too little available."""
+    return await _wallet_movement(request, wallet_id, "spend")
 
 
 def _transfer(fields: schemas.TransferRequest) -> posting.Movement:
@@ -237,10 +246,9 @@ def _batch_item(index: int, item: Any, caller: ApiKey) -> tuple[posting.Request 
         name: value for name, value in item.items() if name not in ("op", "idempotency_key", "wallet_id")
     }
     canonical = canonical_json(single)
-    if isinstance(fields, schemas.BatchWalletItem):
+    if isinstance(fields, schemas.BatchCreditItem | schemas.BatchSpendItem):
         path = f"/v1/wallets/{item['wallet_id']}/{fields.op}"
-        build = {"topup": posting.topup, "bonus": posting.bonus, "spend": posting.spend}[fields.op]
-        movement = build(fields.wallet_id, fields.amount, fields.reference, metadata_json(fields.metadata))
+        movement = _wallet_movement_of(fields.op, fields.wallet_id, fields)
     elif isinstance(fields, schemas.BatchTransferItem):
         path = "/v1/transfers"
         try:

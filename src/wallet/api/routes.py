@@ -15,7 +15,7 @@ from wallet.api import schemas
 from wallet.api.body import read_json, validate
 from wallet.api.deps import Admin, Reader, WalletId, Writer, connection
 from wallet.api.problems import PROBLEM_MEDIA_TYPE, Problem
-from wallet.ledger import accounts, balances, history, transactions, verify
+from wallet.ledger import accounts, balances, history, lots, transactions, verify
 from wallet.ledger.limits import PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX
 
 router = APIRouter(prefix="/v1")
@@ -95,6 +95,24 @@ async def get_wallet(request: Request, _: Reader, wallet_id: WalletId) -> Respon
     async with connection(request) as database:
         wallet = await accounts.get_wallet(database, wallet_id)
     return _json(wallet.to_document())
+
+
+@router.get(
+    "/wallets/{wallet_id}/lots", response_model=schemas.LotList, responses={**_problems(404), **READ_PROBLEMS}
+)
+async def wallet_lots(
+    request: Request,
+    _: Reader,
+    wallet_id: WalletId,
+    limit: Annotated[
+        int, Query(ge=1, le=lots.LOTS_MAX, description="The soonest this many.")
+    ] = lots.LOTS_MAX,
+) -> Response:
+    """The wallet's unexpired credit lots with something remaining (neither spent nor held),
+    soonest-expiring first: the order debits take from them."""
+    async with connection(request) as database:
+        found = await lots.wallet_lots(database, wallet_id, limit)
+    return _json({"data": [lot.to_document() for lot in found]})
 
 
 @router.get(

@@ -4,11 +4,20 @@ them (the ledger renders Transaction documents itself, so replays are byte-ident
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    WithJsonSchema,
+    model_validator,
+)
 
-from wallet import _json
+from wallet import _json, _time
 from wallet.idempotency import canonical_json
 from wallet.ledger.limits import (
     AMOUNT_MAX,
@@ -16,6 +25,7 @@ from wallet.ledger.limits import (
     BATCH_SIZE_MAX,
     HOLD_EXPIRY_SECONDS_DEFAULT,
     HOLD_EXPIRY_SECONDS_MAX,
+    LOT_EXPIRY_YEARS_MAX,
     POSTINGS_MAX,
 )
 
@@ -56,6 +66,32 @@ Metadata = Annotated[
 ]
 
 
+def check_expires_at(value: object) -> datetime:
+    """An RFC 3339 date-time with an offset, later than now and at most LOT_EXPIRY_YEARS_MAX
+    years ahead."""
+    moment = _time.parse_timestamp(value)
+    now = datetime.now(UTC)
+    if moment <= now:
+        raise ValueError("must be later than now")
+    if moment > _time.years_later(now, LOT_EXPIRY_YEARS_MAX):
+        raise ValueError(f"must be at most {LOT_EXPIRY_YEARS_MAX} years ahead")
+    return moment
+
+
+ExpiresAt = Annotated[
+    datetime,
+    PlainValidator(check_expires_at),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "format": "date-time",
+            "description": "RFC 3339 with an offset; later than now, at most "
+            f"{LOT_EXPIRY_YEARS_MAX} years ahead. The credit becomes a lot that expires then.",
+        }
+    ),
+]
+
+
 class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -74,6 +110,12 @@ class MovementRequest(_Request):
     amount: Amount
     reference: Reference | None = None
     metadata: Metadata = None
+
+
+class CreditRequest(MovementRequest):
+    """A top-up or bonus: it may expire."""
+
+    expires_at: ExpiresAt | None = None
 
 
 class TransferRequest(MovementRequest):
@@ -167,8 +209,14 @@ IdempotencyKeyText = Annotated[
 ]
 
 
-class BatchWalletItem(MovementRequest):
-    op: Literal["topup", "bonus", "spend"]
+class BatchCreditItem(CreditRequest):
+    op: Literal["topup", "bonus"]
+    wallet_id: uuid.UUID
+    idempotency_key: IdempotencyKeyText
+
+
+class BatchSpendItem(MovementRequest):
+    op: Literal["spend"]
     wallet_id: uuid.UUID
     idempotency_key: IdempotencyKeyText
 
@@ -184,9 +232,9 @@ class BatchJournalItem(JournalRequest):
 
 
 BATCH_ITEM_MODELS: dict[str, type[_Request]] = {
-    "topup": BatchWalletItem,
-    "bonus": BatchWalletItem,
-    "spend": BatchWalletItem,
+    "topup": BatchCreditItem,
+    "bonus": BatchCreditItem,
+    "spend": BatchSpendItem,
     "transfer": BatchTransferItem,
     "journal": BatchJournalItem,
 }
@@ -196,7 +244,9 @@ class BatchRequest(_Request):
     """Documents the batch body; each item is validated by its `op` (BATCH_ITEM_MODELS)."""
 
     items: list[
-        Annotated[BatchWalletItem | BatchTransferItem | BatchJournalItem, Field(discriminator="op")]
+        Annotated[
+            BatchCreditItem | BatchSpendItem | BatchTransferItem | BatchJournalItem, Field(discriminator="op")
+        ]
     ] = Field(min_length=1, max_length=BATCH_SIZE_MAX)
 
 
@@ -241,6 +291,18 @@ class WalletList(BaseModel):
     data: list[Wallet]
 
 
+class Lot(BaseModel):
+    transaction_id: uuid.UUID = Field(description="The credit that made the lot.")
+    amount: int
+    remaining: int = Field(description="What is left of it that is neither spent nor held.")
+    expires_at: str
+    created_at: str
+
+
+class LotList(BaseModel):
+    data: list[Lot]
+
+
 class Entry(BaseModel):
     account_id: uuid.UUID
     account: str = Field(description="A wallet id, or a system account such as `treasury:GOLD`.")
@@ -251,7 +313,7 @@ class Entry(BaseModel):
 
 class Transaction(BaseModel):
     id: uuid.UUID
-    type: Literal["topup", "bonus", "spend", "transfer", "journal", "reversal"]
+    type: Literal["topup", "bonus", "spend", "transfer", "journal", "reversal", "expiry"]
     asset: str
     amount: int
     wallet_id: uuid.UUID
@@ -280,6 +342,7 @@ class SystemBalances(BaseModel):
     treasury: int = Field(description="Negative: what top-ups have issued.")
     bonus: int = Field(description="Negative: what bonuses have issued.")
     revenue: int = Field(description="Positive: what spends have collected.")
+    breakage: int = Field(description="Positive: what expired credits took back.")
 
 
 class AssetBalances(BaseModel):

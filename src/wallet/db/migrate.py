@@ -24,8 +24,10 @@ def _config(database_url: str) -> Config:
     return config
 
 
-def upgrade(database_url: str) -> None:
-    command.upgrade(_config(database_url), "head")
+def upgrade(database_url: str, revision: str = "head") -> None:
+    """Apply the migrations up to `revision` (an older one only for tests of a migration: the
+    ledger's functions are installed with the newest)."""
+    command.upgrade(_config(database_url), revision)
 
 
 def head_revision() -> str:

@@ -35,6 +35,8 @@ class Wallet:
     held: int  # the pending holds not past their expiry
     created_at: datetime
     updated_at: datetime
+    next_expiry_amount: int | None = None  # the soonest unexpired lot(s): what remains of them,
+    next_expiry_at: datetime | None = None  # and when they expire
 
     def __post_init__(self) -> None:
         assert 0 <= self.held <= self.balance, (self.id, self.held, self.balance)
@@ -51,7 +53,9 @@ class Wallet:
             "balance": self.balance,
             "held": self.held,
             "available": self.available,
-            "next_expiry": None,
+            "next_expiry": None
+            if self.next_expiry_at is None
+            else {"amount": self.next_expiry_amount, "expires_at": timestamp_text(self.next_expiry_at)},
             "created_at": timestamp_text(self.created_at),
             "updated_at": timestamp_text(self.updated_at),
         }
@@ -128,18 +132,7 @@ async def create_wallet(connection: Connection, owner_id: str, asset: str) -> tu
     # Either the asset is unknown or the wallet exists (perhaps committed by a concurrent request
     # after this statement's snapshot was taken): a new statement sees it.
     existing = await connection.fetchrow(
-        """
-        SELECT a.id, a.owner_id, a.asset, a.balance,
-            CASE WHEN a.hold_expires_at <= now() THEN (
-                SELECT coalesce(sum(h.amount), 0)::bigint FROM hold h
-                WHERE h.wallet_id = a.id AND h.status = 'pending' AND h.expires_at > now()
-            ) ELSE a.held END AS held,
-            a.created_at, a.updated_at
-        FROM account a
-        WHERE a.owner_id = $1 AND a.asset = $2
-        """,
-        owner_id,
-        asset,
+        "SELECT * FROM ledger.wallet WHERE owner_id = $1 AND asset = $2", owner_id, asset
     )
     if existing is not None:
         return _wallet(existing), False
@@ -147,36 +140,12 @@ async def create_wallet(connection: Connection, owner_id: str, asset: str) -> tu
 
 
 async def get_wallet(connection: Connection, wallet_id: uuid.UUID) -> Wallet:
-    row = await connection.fetchrow(
-        """
-        SELECT a.id, a.owner_id, a.asset, a.balance,
-            CASE WHEN a.hold_expires_at <= now() THEN (
-                SELECT coalesce(sum(h.amount), 0)::bigint FROM hold h
-                WHERE h.wallet_id = a.id AND h.status = 'pending' AND h.expires_at > now()
-            ) ELSE a.held END AS held,
-            a.created_at, a.updated_at
-        FROM account a
-        WHERE a.id = $1 AND a.kind = 'user'
-        """,
-        wallet_id,
-    )
+    row = await connection.fetchrow("SELECT * FROM ledger.wallet WHERE id = $1", wallet_id)
     if row is None:
         raise WalletNotFound(f"Wallet {wallet_id} does not exist.")
     return _wallet(row)
 
 
 async def list_wallets(connection: Connection, owner_id: str) -> list[Wallet]:
-    rows = await connection.fetch(
-        """
-        SELECT a.id, a.owner_id, a.asset, a.balance,
-            CASE WHEN a.hold_expires_at <= now() THEN (
-                SELECT coalesce(sum(h.amount), 0)::bigint FROM hold h
-                WHERE h.wallet_id = a.id AND h.status = 'pending' AND h.expires_at > now()
-            ) ELSE a.held END AS held,
-            a.created_at, a.updated_at
-        FROM account a
-        WHERE a.owner_id = $1 ORDER BY a.asset
-        """,
-        owner_id,
-    )
+    rows = await connection.fetch("SELECT * FROM ledger.wallet WHERE owner_id = $1 ORDER BY asset", owner_id)
     return [_wallet(row) for row in rows]

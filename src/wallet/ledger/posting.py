@@ -36,6 +36,7 @@ class TransactionType(enum.StrEnum):
     TRANSFER = "transfer"
     JOURNAL = "journal"
     REVERSAL = "reversal"
+    EXPIRY = "expiry"  # posted by the ledger itself when a lot expires (ledger/sql/lots.sql)
 
 
 Account = uuid.UUID | SystemAccount  # a wallet, or a system account of the transaction's asset
@@ -71,6 +72,8 @@ class Movement:
     # A decline decided already from what cannot change (the core stores it under the key):
     # such a movement has no postings.
     preset: Decline | None = None
+    # A top-up or bonus whose credit expires: the wallet gets a lot of it (ledger/sql/lots.sql).
+    expires_at: datetime | None = None
 
     def __post_init__(self) -> None:
         if self.preset is not None:
@@ -81,20 +84,34 @@ class Movement:
         assert (self.asset is None) == (self.type is not TransactionType.JOURNAL), (self.type, self.asset)
         assert (self.reverses is not None) == (self.type is TransactionType.REVERSAL), self
         assert self.hold_id is None or self.type is TransactionType.SPEND, self
+        assert self.expires_at is None or self.type in (TransactionType.TOPUP, TransactionType.BONUS), self
+        assert self.expires_at is None or self.expires_at.tzinfo is not None, self
 
     @property
     def wallet_ids(self) -> set[uuid.UUID]:
         return {side for p in self.postings for side in (p.debit, p.credit) if isinstance(side, uuid.UUID)}
 
 
-def topup(wallet_id: uuid.UUID, amount: int, reference: str | None, metadata_json: str | None) -> Movement:
+def topup(
+    wallet_id: uuid.UUID,
+    amount: int,
+    reference: str | None,
+    metadata_json: str | None,
+    expires_at: datetime | None = None,
+) -> Movement:
     posting = Posting(SystemAccount.TREASURY, wallet_id, amount)
-    return Movement(TransactionType.TOPUP, (posting,), None, reference, metadata_json)
+    return Movement(TransactionType.TOPUP, (posting,), None, reference, metadata_json, expires_at=expires_at)
 
 
-def bonus(wallet_id: uuid.UUID, amount: int, reference: str | None, metadata_json: str | None) -> Movement:
+def bonus(
+    wallet_id: uuid.UUID,
+    amount: int,
+    reference: str | None,
+    metadata_json: str | None,
+    expires_at: datetime | None = None,
+) -> Movement:
     posting = Posting(SystemAccount.BONUS, wallet_id, amount)
-    return Movement(TransactionType.BONUS, (posting,), None, reference, metadata_json)
+    return Movement(TransactionType.BONUS, (posting,), None, reference, metadata_json, expires_at=expires_at)
 
 
 def spend(wallet_id: uuid.UUID, amount: int, reference: str | None, metadata_json: str | None) -> Movement:
@@ -199,7 +216,8 @@ class Outcome:
 POST = """
 SELECT item_state, item_asset, item_code, item_detail, item_stored_id, item_stored_status,
     item_stored_body, created, entry_accounts, entry_balances
-FROM ledger.post($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)
+FROM ledger.post(
+    $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)
 """
 
 
@@ -226,6 +244,7 @@ class _Arguments:
     reverses: list[uuid.UUID | None] = field(default_factory=list)
     preset_codes: list[str | None] = field(default_factory=list)
     preset_details: list[str | None] = field(default_factory=list)
+    expires_at: list[datetime | None] = field(default_factory=list)
 
     def values(self) -> tuple[list[Any] | None, ...]:
         """In ledger.post's order; an optional array none of the items uses is NULL."""
@@ -238,7 +257,7 @@ class _Arguments:
             self.assets, self.references, self.metadata, self.wallet_ids, self.posting_items,
             self.debit_wallets, self.debit_systems, self.credit_wallets, self.credit_systems,
             self.amounts, used(self.hold_ids), used(self.reverses), used(self.preset_codes),
-            used(self.preset_details),
+            used(self.preset_details), used(self.expires_at),
         )  # fmt: skip
 
 
@@ -261,6 +280,7 @@ def _arguments(requests: Sequence[Request]) -> _Arguments:
         arguments.reverses.append(movement.reverses)
         arguments.preset_codes.append(movement.preset.code if movement.preset else None)
         arguments.preset_details.append(movement.preset.detail if movement.preset else None)
+        arguments.expires_at.append(movement.expires_at)
         for posting in movement.postings:
             arguments.posting_items.append(number)
             for side, wallets, systems in (

@@ -8,6 +8,7 @@ Invariants (API.md):
 4. For each asset, the balances of all accounts (user and system) sum to zero.
 5. For each wallet, held = the sum of its pending, unexpired holds, and held <= balance (the
    stored `held` counts pending holds until they are marked expired: it must be their sum).
+6. For each wallet, the remaining amounts of its unexpired lots sum to at most its balance.
 7. No transaction is reversed by more than its amount.
 
 Checks of the ledger's own bookkeeping:
@@ -17,7 +18,11 @@ Checks of the ledger's own bookkeeping:
 - sequence: each account's entries (each slot's, for a system account) are numbered 1..n with
   no gap or repeat, n is the count the account keeps, and a wallet's entries never go back in
   time;
-- balance_after: each wallet entry's balance_after is the one before it plus or minus its amount.
+- balance_after: each wallet entry's balance_after is the one before it plus or minus its amount;
+- lots: what a wallet's open lots keep (expired or not) plus what its holds keep is within its
+  balance (the rest is its non-expiring funds), no lot keeps more than it was given, the
+  wallet's lot_expires_at is its soonest open lot's, a hold's lot_amount is what it took from
+  lots, and what lots and their uses name exists.
 
 The checks run in a REPEATABLE READ, READ ONLY transaction: one snapshot, no row locks, so
 writes go on while they run.
@@ -84,6 +89,53 @@ HAVING sum(r.amount) > t.amount
 LIMIT $1
 """
 
+OVERDRAWN_LOTS = """
+SELECT a.id AS account_id, a.balance, sum(l.remaining) AS remaining
+FROM account a JOIN lot l ON l.wallet_id = a.id AND l.remaining > 0 AND l.expires_at > now()
+WHERE a.kind = 'user'
+GROUP BY a.id, a.balance
+HAVING sum(l.remaining) > a.balance
+LIMIT $1
+"""
+
+BROKEN_LOTS = """
+SELECT 'wallet ' || a.id || ': its open lots keep ' || coalesce(l.remaining, 0) || ' and its holds '
+    || a.held || ', more than its balance ' || a.balance AS detail
+FROM account a
+LEFT JOIN (SELECT wallet_id, sum(remaining) AS remaining, min(expires_at) AS soonest
+           FROM lot WHERE remaining > 0 GROUP BY wallet_id) l ON l.wallet_id = a.id
+WHERE a.kind = 'user' AND coalesce(l.remaining, 0) + a.held > a.balance
+UNION ALL
+SELECT 'wallet ' || a.id || ': lot_expires_at ' || coalesce(a.lot_expires_at::text, 'none')
+    || ', its soonest open lot ' || coalesce(l.soonest::text, 'none')
+FROM account a
+LEFT JOIN (SELECT wallet_id, min(expires_at) AS soonest FROM lot WHERE remaining > 0 GROUP BY wallet_id) l
+    ON l.wallet_id = a.id
+WHERE a.kind = 'user' AND a.lot_expires_at IS DISTINCT FROM l.soonest
+UNION ALL
+SELECT 'lot ' || l.id || ' keeps ' || l.remaining || ', more than its amount ' || l.amount
+FROM lot l WHERE l.remaining > l.amount
+UNION ALL
+SELECT 'lot ' || l.id || ' names no wallet ' || l.wallet_id || ' or no transaction ' || l.transaction_id
+FROM lot l
+WHERE NOT EXISTS (SELECT FROM account a WHERE a.id = l.wallet_id AND a.kind = 'user')
+   OR NOT EXISTS (SELECT FROM transaction t WHERE t.id = l.transaction_id)
+UNION ALL
+SELECT 'hold ' || h.id || ' took ' || h.lot_amount || ' from lots, its uses say ' || coalesce(u.amount, 0)
+FROM hold h
+LEFT JOIN (SELECT owner_id, sum(amount) AS amount FROM lot_use GROUP BY owner_id) u ON u.owner_id = h.id
+WHERE h.lot_amount <> coalesce(u.amount, 0)
+UNION ALL
+SELECT 'lot use ' || u.owner_id || '/' || u.position || ' names no lot ' || u.lot_id
+FROM lot_use u WHERE NOT EXISTS (SELECT FROM lot l WHERE l.id = u.lot_id)
+UNION ALL
+SELECT 'lot use ' || u.owner_id || '/' || u.position || ' names no transaction or hold'
+FROM lot_use u
+WHERE NOT EXISTS (SELECT FROM transaction t WHERE t.id = u.owner_id)
+  AND NOT EXISTS (SELECT FROM hold h WHERE h.id = u.owner_id)
+LIMIT $1
+"""
+
 NEGATIVE_WALLETS = """
 SELECT id AS account_id, balance FROM account WHERE kind = 'user' AND balance < 0 LIMIT $1
 """
@@ -116,8 +168,10 @@ SELECT 'transaction ' || t.id || ' names no wallet ' || t.wallet_id
 FROM transaction t
 WHERE NOT EXISTS (SELECT FROM account a WHERE a.id = t.wallet_id AND a.kind = 'user' AND a.asset = t.asset)
 UNION ALL
-SELECT 'transaction ' || t.id || ' names no API key ' || t.api_key_id
-FROM transaction t WHERE NOT EXISTS (SELECT FROM api_key k WHERE k.id = t.api_key_id)
+SELECT 'transaction ' || t.id || ' names no API key ' || coalesce(t.api_key_id::text, '(none)')
+FROM transaction t
+WHERE (t.api_key_id IS NULL) <> (t.type = 'expiry')
+   OR (t.api_key_id IS NOT NULL AND NOT EXISTS (SELECT FROM api_key k WHERE k.id = t.api_key_id))
 UNION ALL
 SELECT 'entry ' || e.transaction_id || '/' || e.entry_index || ' is of another asset than its transaction'
 FROM entry e JOIN transaction t ON t.id = e.transaction_id JOIN account a ON a.id = e.account_id
@@ -240,6 +294,15 @@ async def verify(connection: Connection) -> Verification:
                     f"{row['soonest']}), balance {row['balance']}",
                 }
             )
+        for row in await connection.fetch(OVERDRAWN_LOTS, PROBLEMS_MAX):
+            result.problems.append(
+                {
+                    "invariant": 6,
+                    "account_id": str(row["account_id"]),
+                    "detail": f"unexpired lots keep {row['remaining']}, "
+                    f"more than the balance {row['balance']}",
+                }
+            )
         for row in await connection.fetch(OVER_REVERSED, PROBLEMS_MAX):
             result.problems.append(
                 {
@@ -254,5 +317,7 @@ async def verify(connection: Connection) -> Verification:
             result.problems.append({"check": "sequence", "detail": row["detail"]})
         for row in await connection.fetch(BROKEN_BALANCES_AFTER, PROBLEMS_MAX):
             result.problems.append({"check": "balance_after", "detail": row["detail"]})
+        for row in await connection.fetch(BROKEN_LOTS, PROBLEMS_MAX):
+            result.problems.append({"check": "lots", "detail": row["detail"]})
     del result.problems[PROBLEMS_MAX:]
     return result

@@ -2,24 +2,32 @@
 -- wallet has available (account.held) until it is captured (ledger.post, as a spend), voided,
 -- or expires. Locks follow the posting core's order: the wallet, then its holds.
 
--- Marks the due holds of these wallets expired (pending, expires_at <= at), and tells per
--- wallet what that released and the soonest expiry of the pending holds left. The caller holds
--- the wallets' locks and writes account.held and account.hold_expires_at.
+-- Marks the due holds of these wallets expired (pending, expires_at <= at) and gives the parts
+-- of lots they took back to their lots; tells per wallet what that released, the soonest expiry
+-- of the pending holds left, and the soonest expiry among the lots given to. The caller holds
+-- the wallets' locks and writes account.held, hold_expires_at and lot_expires_at.
 CREATE FUNCTION ledger.expire_holds(wallets uuid[], at timestamptz)
-RETURNS TABLE (wallet_id uuid, released bigint, next_expiry timestamptz)
+RETURNS TABLE (wallet_id uuid, released bigint, next_expiry timestamptz, lots_returned timestamptz)
 LANGUAGE sql AS $$
     WITH expired AS (
         UPDATE hold h SET status = 'expired', updated_at = at
         WHERE h.wallet_id = ANY(wallets) AND h.status = 'pending' AND h.expires_at <= at
-        RETURNING h.wallet_id, h.amount
+        RETURNING h.id, h.wallet_id, h.amount, h.lot_amount
     ), released AS (
         SELECT e.wallet_id, sum(e.amount) AS amount FROM expired e GROUP BY e.wallet_id
     ), remaining AS (
         SELECT h.wallet_id, min(h.expires_at) AS next_expiry FROM hold h
         WHERE h.wallet_id = ANY(wallets) AND h.status = 'pending' AND h.expires_at > at
         GROUP BY h.wallet_id
+    ), parts AS (
+        SELECT u.lot_id, sum(u.amount) AS amount FROM expired e JOIN lot_use u ON u.owner_id = e.id
+        WHERE e.lot_amount > 0 GROUP BY u.lot_id
+    ), returned AS (
+        UPDATE lot l SET remaining = l.remaining + p.amount FROM parts p WHERE l.id = p.lot_id
+        RETURNING l.wallet_id, l.expires_at
     )
-    SELECT w.id, coalesce(r.amount, 0)::bigint, m.next_expiry
+    SELECT w.id, coalesce(r.amount, 0)::bigint, m.next_expiry,
+        (SELECT min(t.expires_at) FROM returned t WHERE t.wallet_id = w.id)
     FROM unnest(wallets) AS w(id)
     LEFT JOIN released r ON r.wallet_id = w.id
     LEFT JOIN remaining m ON m.wallet_id = w.id
@@ -56,8 +64,34 @@ RETURNS void LANGUAGE sql AS $$
     WHERE k.api_key_id = hold_decline.api_key_id AND k.key = hold_decline.idempotency_key
 $$;
 
+-- Expires what is due of a locked wallet at `at`: its holds, then its lots (with the parts that
+-- expired holds gave back). Takes the wallet's balance, held, hold_expires_at and
+-- lot_expires_at and gives them back up to date; balance and lot_expires_at are written here,
+-- held and hold_expires_at are the caller's to write.
+CREATE FUNCTION ledger.expire_due(wallet_id uuid, at timestamptz, INOUT balance bigint, INOUT held bigint,
+    INOUT hold_expires_at timestamptz, INOUT lot_expires_at timestamptz)
+LANGUAGE plpgsql AS $$
+DECLARE
+    row record;
+BEGIN
+    IF hold_expires_at <= at THEN
+        SELECT * INTO row FROM ledger.expire_holds(ARRAY[expire_due.wallet_id], at);
+        held := held - row.released;
+        hold_expires_at := row.next_expiry;
+        lot_expires_at := least(lot_expires_at, row.lots_returned);
+    END IF;
+    IF lot_expires_at <= at THEN
+        SELECT * INTO row FROM ledger.expire_lots(ARRAY[expire_due.wallet_id], at);
+        balance := balance - coalesce(row.expired, 0);
+        lot_expires_at := CASE WHEN row.wallet_id IS NULL THEN ledger.lot_soonest(expire_due.wallet_id)
+            ELSE row.lot_expires_at END;
+    END IF;
+END
+$$;
+
 -- Places a hold of `amount` on the wallet, when it has that much available, for
--- `expires_in_seconds`. state: placed | declined | replayed | reused.
+-- `expires_in_seconds`; it takes its parts of the wallet's lots, soonest first.
+-- state: placed | declined | replayed | reused.
 CREATE FUNCTION ledger.place_hold(
     api_key_id uuid, idempotency_key text, fingerprint bytea, hold_id uuid, wallet_id uuid,
     amount bigint, expires_in_seconds integer, reference text, metadata text,
@@ -69,8 +103,8 @@ AS $$
 DECLARE
     wallet record;
     at timestamptz;
-    released bigint;
-    next_expiry timestamptz;
+    expires_at timestamptz;
+    lot_amount bigint := 0;
 BEGIN
     INSERT INTO idempotency_key AS k (api_key_id, key, fingerprint, hold_id, status)
     VALUES (place_hold.api_key_id, place_hold.idempotency_key, place_hold.fingerprint, place_hold.hold_id, 201)
@@ -81,7 +115,7 @@ BEGIN
         RETURN;
     END IF;
 
-    SELECT a.asset, a.balance, a.held, a.hold_expires_at, a.updated_at INTO wallet
+    SELECT a.asset, a.balance, a.held, a.hold_expires_at, a.lot_expires_at, a.updated_at INTO wallet
     FROM account a WHERE a.id = place_hold.wallet_id AND a.kind = 'user'
     FOR UPDATE;
     IF NOT FOUND THEN
@@ -92,11 +126,11 @@ BEGIN
         RETURN;
     END IF;
     at := greatest(clock_timestamp(), wallet.updated_at);
-    IF wallet.hold_expires_at <= at THEN
-        SELECT e.released, e.next_expiry INTO released, next_expiry
-        FROM ledger.expire_holds(ARRAY[place_hold.wallet_id], at) e;
-        wallet.held := wallet.held - released;
-        wallet.hold_expires_at := next_expiry;
+    IF wallet.hold_expires_at <= at OR wallet.lot_expires_at <= at THEN
+        SELECT e.balance, e.held, e.hold_expires_at, e.lot_expires_at
+        INTO wallet.balance, wallet.held, wallet.hold_expires_at, wallet.lot_expires_at
+        FROM ledger.expire_due(place_hold.wallet_id, at, wallet.balance, wallet.held, wallet.hold_expires_at,
+            wallet.lot_expires_at) e;
     END IF;
     IF wallet.balance - wallet.held < amount THEN
         state := 'declined';
@@ -104,25 +138,29 @@ BEGIN
         detail := format('Wallet %s has %s available, less than %s.',
             place_hold.wallet_id, wallet.balance - wallet.held, amount);
         PERFORM ledger.hold_decline(place_hold.api_key_id, place_hold.idempotency_key, code, detail);
-        -- Holds marked expired above stay so: the wallet's sums follow them.
-        UPDATE account a SET held = wallet.held, hold_expires_at = wallet.hold_expires_at
-        WHERE a.id = place_hold.wallet_id;
-        RETURN;
+    ELSE
+        expires_at := at + make_interval(secs => expires_in_seconds);
+        IF wallet.lot_expires_at IS NOT NULL THEN
+            SELECT t.taken, t.lot_expires_at INTO lot_amount, wallet.lot_expires_at
+            FROM ledger.hold_lots(place_hold.hold_id, place_hold.wallet_id, amount) t;
+        END IF;
+        INSERT INTO hold (id, wallet_id, asset, amount, expires_at, reference, metadata, api_key_id,
+            created_at, updated_at, lot_amount)
+        VALUES (place_hold.hold_id, place_hold.wallet_id, wallet.asset, amount, expires_at, reference,
+            metadata::json, place_hold.api_key_id, at, at, lot_amount);
+        wallet.held := wallet.held + amount;
+        wallet.hold_expires_at := least(wallet.hold_expires_at, expires_at);
+        state := 'placed';
     END IF;
-    INSERT INTO hold (id, wallet_id, asset, amount, expires_at, reference, metadata, api_key_id,
-        created_at, updated_at)
-    VALUES (place_hold.hold_id, place_hold.wallet_id, wallet.asset, amount,
-        at + make_interval(secs => expires_in_seconds), reference, metadata::json,
-        place_hold.api_key_id, at, at);
+    -- Holds marked expired above stay so, declined or not: the wallet's sums follow them.
     UPDATE account a
-    SET held = wallet.held + amount,
-        hold_expires_at = least(wallet.hold_expires_at, at + make_interval(secs => expires_in_seconds))
+    SET held = wallet.held, hold_expires_at = wallet.hold_expires_at, lot_expires_at = wallet.lot_expires_at
     WHERE a.id = place_hold.wallet_id;
-    state := 'placed';
 END
 $$;
 
--- Voids a pending hold: what it held is available again. `wallet_id` is the hold's wallet (read
+-- Voids a pending hold: what it held is available again, its parts of lots back in them (a part
+-- of a lot that has expired meanwhile expires now). `wallet_id` is the hold's wallet (read
 -- before, to lock the wallet first); NULL when there is no such hold.
 -- state: voided | declined | replayed | reused.
 CREATE FUNCTION ledger.void_hold(
@@ -136,9 +174,8 @@ DECLARE
     wallet record;
     hold_status text;
     hold_amount bigint;
+    hold_lot_amount bigint;
     at timestamptz;
-    released bigint;
-    next_expiry timestamptz;
 BEGIN
     INSERT INTO idempotency_key AS k (api_key_id, key, fingerprint, hold_id, status)
     VALUES (void_hold.api_key_id, void_hold.idempotency_key, void_hold.fingerprint, void_hold.hold_id, 200)
@@ -149,10 +186,10 @@ BEGIN
         RETURN;
     END IF;
     IF wallet_id IS NOT NULL THEN
-        SELECT a.held, a.hold_expires_at, a.updated_at INTO wallet
+        SELECT a.balance, a.held, a.hold_expires_at, a.lot_expires_at, a.updated_at INTO wallet
         FROM account a WHERE a.id = void_hold.wallet_id AND a.kind = 'user'
         FOR UPDATE;
-        SELECT h.status, h.amount INTO hold_status, hold_amount
+        SELECT h.status, h.amount, h.lot_amount INTO hold_status, hold_amount, hold_lot_amount
         FROM hold h WHERE h.id = void_hold.hold_id AND h.wallet_id = void_hold.wallet_id
         FOR UPDATE;
     END IF;
@@ -164,11 +201,10 @@ BEGIN
         RETURN;
     END IF;
     at := greatest(clock_timestamp(), wallet.updated_at);
-    IF wallet.hold_expires_at <= at THEN
-        SELECT e.released, e.next_expiry INTO released, next_expiry
-        FROM ledger.expire_holds(ARRAY[void_hold.wallet_id], at) e;
-        wallet.held := wallet.held - released;
-        wallet.hold_expires_at := next_expiry;
+    IF wallet.hold_expires_at <= at OR wallet.lot_expires_at <= at THEN
+        SELECT e.balance, e.held, e.hold_expires_at, e.lot_expires_at
+        INTO wallet.balance, wallet.held, wallet.hold_expires_at, wallet.lot_expires_at
+        FROM ledger.expire_due(void_hold.wallet_id, at, wallet.balance, wallet.held, wallet.hold_expires_at, wallet.lot_expires_at) e;
         SELECT h.status INTO hold_status FROM hold h WHERE h.id = void_hold.hold_id;
     END IF;
     IF hold_status <> 'pending' THEN
@@ -179,13 +215,57 @@ BEGIN
     ELSE
         UPDATE hold h SET status = 'voided', updated_at = at WHERE h.id = void_hold.hold_id;
         wallet.held := wallet.held - hold_amount;
+        IF hold_lot_amount > 0 THEN
+            wallet.lot_expires_at := least(wallet.lot_expires_at,
+                (SELECT min(r.soonest) FROM ledger.return_hold_lots(ARRAY[void_hold.hold_id]) r));
+        END IF;
         state := 'voided';
     END IF;
     UPDATE account a
     SET held = wallet.held,
         hold_expires_at = CASE WHEN wallet.held = 0 THEN NULL ELSE (
             SELECT min(h.expires_at) FROM hold h WHERE h.wallet_id = void_hold.wallet_id AND h.status = 'pending'
-        ) END
+        ) END,
+        lot_expires_at = wallet.lot_expires_at
     WHERE a.id = void_hold.wallet_id;
+    -- Parts given back to a lot that has expired meanwhile expire now.
+    IF wallet.lot_expires_at <= at THEN
+        PERFORM ledger.expire_lots(ARRAY[void_hold.wallet_id], at);
+    END IF;
+END
+$$;
+
+-- The sweeper: expires what is due (holds, then lots) of up to `batch_size` wallets whose locks
+-- are free (SKIP LOCKED: a wallet being posted to expires its own). Returns how many wallets it
+-- took; fewer than batch_size means it found no more.
+CREATE FUNCTION ledger.sweep(batch_size integer) RETURNS integer
+LANGUAGE plpgsql
+SET plan_cache_mode = force_generic_plan
+AS $$
+DECLARE
+    wallet record;
+    taken integer := 0;
+    at timestamptz;
+BEGIN
+    FOR wallet IN
+        SELECT a.id, a.balance, a.held, a.hold_expires_at, a.lot_expires_at, a.updated_at FROM account a
+        WHERE a.id IN (
+            (SELECT d.id FROM account d WHERE d.lot_expires_at <= now() ORDER BY d.lot_expires_at LIMIT batch_size)
+            UNION
+            (SELECT d.id FROM account d WHERE d.hold_expires_at <= now() ORDER BY d.hold_expires_at LIMIT batch_size))
+        ORDER BY a.id
+        LIMIT batch_size
+        FOR UPDATE SKIP LOCKED
+    LOOP
+        at := greatest(clock_timestamp(), wallet.updated_at);
+        SELECT e.balance, e.held, e.hold_expires_at, e.lot_expires_at
+        INTO wallet.balance, wallet.held, wallet.hold_expires_at, wallet.lot_expires_at
+        FROM ledger.expire_due(wallet.id, at, wallet.balance, wallet.held, wallet.hold_expires_at, wallet.lot_expires_at) e;
+        UPDATE account a
+        SET held = wallet.held, hold_expires_at = wallet.hold_expires_at, lot_expires_at = wallet.lot_expires_at
+        WHERE a.id = wallet.id;
+        taken := taken + 1;
+    END LOOP;
+    RETURN taken;
 END
 $$;

@@ -67,6 +67,7 @@ CREATE FUNCTION ledger.post(
     item_reverses uuid[],          -- per item: the transaction a reversal reverses, else NULL
     item_preset_codes text[],      -- per item: a decline decided already, else NULL
     item_preset_details text[],
+    item_expires_at timestamptz[], -- per item: the expiry of a credit's lot, else NULL (or all NULL)
     wait_for_locks boolean,
     OUT item_state text[],
     OUT item_asset text[],
@@ -95,6 +96,48 @@ DECLARE
     wallet_held bigint[];       -- sum of the wallet's pending holds; available = balance - held
     wallet_hold_expires_at timestamptz[];
     wallet_held_before bigint[];
+    wallet_lot_at timestamptz[];  -- the soonest expiry of the wallet's open lots
+    wallet_expiring bigint[];   -- given back in this call to lots that have expired: not available
+    lots_active boolean;        -- the group does lot work (else none of its wallets has lots)
+    lot_ids bigint[];           -- the lots of the group's wallets: the open ones, and those
+    lot_wallet integer[];       -- that captured holds and reversed transactions took from;
+    lot_origin uuid[];          -- each wallet's lots are a list in expiry order, from
+    lot_expires timestamptz[];  -- wallet_lot_head through lot_next (0 ends it). Lots made in
+    lot_remaining bigint[];     -- this call follow the loaded ones (lot_loaded).
+    lot_amount bigint[];
+    lot_next integer[];
+    lot_before bigint[];
+    lot_loaded integer := 0;
+    lot_count integer := 0;
+    wallet_lot_head integer[];
+    prior_owner uuid[];         -- what the captured holds and reversed transactions took from
+    prior_lot integer[];        -- lots (lot_use), in the order taken
+    prior_amount bigint[];
+    use_owner uuid[];           -- what the posted debits take from lots now
+    use_lot integer[];
+    use_amount bigint[];
+    use_count integer := 0;
+    part_lot integer[];         -- the parts of lots one debit took
+    part_amount bigint[];
+    part_count integer;
+    lot_undo_index integer[];   -- while an item is posted: the lots it changed, as they were
+    lot_undo_remaining bigint[];
+    lot_undo_count integer;
+    saved_lot_count integer;
+    saved_use_count integer;
+    undo_expiring bigint[];
+    hold_lot_amount bigint[];
+    item_first integer;
+    total numeric;
+    before numeric;
+    skip numeric;
+    give bigint;
+    left_over bigint;
+    prev integer;
+    j integer;
+    pass integer;
+    posting_lots integer;
+    lot_at timestamptz;
     due_wallets uuid[];
     hold_ids uuid[];            -- the holds the captures take, sorted, and as locked
     hold_status text[];
@@ -135,7 +178,6 @@ DECLARE
     amount bigint;
     code text;
     detail text;
-    slot_first integer;
     row record;
     slot_found smallint;
     sequence_base bigint;
@@ -203,15 +245,16 @@ BEGIN
     IF wait_for_locks THEN
         SELECT array_agg(l.asset ORDER BY g.position), array_agg(l.balance ORDER BY g.position),
             array_agg(l.entry_count ORDER BY g.position), array_agg(l.held ORDER BY g.position),
-            array_agg(l.hold_expires_at ORDER BY g.position),
+            array_agg(l.hold_expires_at ORDER BY g.position), array_agg(l.lot_expires_at ORDER BY g.position),
             greatest(clock_timestamp(), max(l.updated_at)),
             (SELECT array_agg(a.asset || ':' || a.kind ORDER BY a.id) FROM account a WHERE a.kind <> 'user'),
             (SELECT array_agg(a.id ORDER BY a.id) FROM account a WHERE a.kind <> 'user')
-        INTO wallet_asset, wallet_balance, wallet_entries, wallet_held, wallet_hold_expires_at, created,
+        INTO wallet_asset, wallet_balance, wallet_entries, wallet_held, wallet_hold_expires_at, wallet_lot_at, created,
             system_key, system_id
         FROM generate_series(1, cardinality(wallet_ids)) AS g(position)
         LEFT JOIN (
-            SELECT u.position, a.asset, a.balance, a.entry_count, a.held, a.hold_expires_at, a.updated_at
+            SELECT u.position, a.asset, a.balance, a.entry_count, a.held, a.hold_expires_at, a.lot_expires_at,
+                a.updated_at
             FROM unnest(wallet_ids) WITH ORDINALITY AS u(id, position)
             JOIN account a ON a.id = u.id AND a.kind = 'user'
             ORDER BY a.id
@@ -220,15 +263,16 @@ BEGIN
     ELSE
         SELECT array_agg(l.asset ORDER BY g.position), array_agg(l.balance ORDER BY g.position),
             array_agg(l.entry_count ORDER BY g.position), array_agg(l.held ORDER BY g.position),
-            array_agg(l.hold_expires_at ORDER BY g.position),
+            array_agg(l.hold_expires_at ORDER BY g.position), array_agg(l.lot_expires_at ORDER BY g.position),
             greatest(clock_timestamp(), max(l.updated_at)),
             (SELECT array_agg(a.asset || ':' || a.kind ORDER BY a.id) FROM account a WHERE a.kind <> 'user'),
             (SELECT array_agg(a.id ORDER BY a.id) FROM account a WHERE a.kind <> 'user')
-        INTO wallet_asset, wallet_balance, wallet_entries, wallet_held, wallet_hold_expires_at, created,
+        INTO wallet_asset, wallet_balance, wallet_entries, wallet_held, wallet_hold_expires_at, wallet_lot_at, created,
             system_key, system_id
         FROM generate_series(1, cardinality(wallet_ids)) AS g(position)
         LEFT JOIN (
-            SELECT u.position, a.asset, a.balance, a.entry_count, a.held, a.hold_expires_at, a.updated_at
+            SELECT u.position, a.asset, a.balance, a.entry_count, a.held, a.hold_expires_at, a.lot_expires_at,
+                a.updated_at
             FROM unnest(wallet_ids) WITH ORDINALITY AS u(id, position)
             JOIN account a ON a.id = u.id AND a.kind = 'user'
             ORDER BY a.id
@@ -243,7 +287,9 @@ BEGIN
     END IF;
     -- `created`, read after the locks, is not earlier than any entry of these wallets.
 
-    -- The holds of these wallets that are past their expiry are expired from now on.
+    -- The holds of these wallets that are past their expiry are expired from now on (their parts
+    -- of lots given back), then their lots that are due: a debit never takes from a lot that has
+    -- expired, and its expiry comes before it in the wallet's history.
     wallet_held_before := wallet_held;
     due_wallets := ARRAY(
         SELECT u.id FROM unnest(wallet_ids, wallet_hold_expires_at) AS u(id, expires_at)
@@ -252,24 +298,35 @@ BEGIN
         FOR row IN SELECT * FROM ledger.expire_holds(due_wallets, created) LOOP
             k := array_position(wallet_ids, row.wallet_id);
             wallet_held[k] := wallet_held[k] - row.released;
+            wallet_lot_at[k] := least(wallet_lot_at[k], row.lots_returned);
+        END LOOP;
+    END IF;
+    due_wallets := ARRAY(
+        SELECT u.id FROM unnest(wallet_ids, wallet_lot_at) AS u(id, expires_at) WHERE u.expires_at <= created);
+    IF cardinality(due_wallets) > 0 THEN
+        FOR row IN SELECT * FROM ledger.expire_lots(due_wallets, created) LOOP
+            k := array_position(wallet_ids, row.wallet_id);
+            wallet_balance[k] := wallet_balance[k] - row.expired;
+            wallet_entries[k] := wallet_entries[k] + row.entries;
+            wallet_lot_at[k] := row.lot_expires_at;
         END LOOP;
     END IF;
     -- The holds the captures take, and the transactions the reversals reverse, locked in id order.
     -- (Without wait_for_locks, one another transaction holds is skipped: its item is deferred.)
     IF item_hold_ids IS NOT NULL AND wait_for_locks THEN
         SELECT array_agg(l.id), array_agg(l.status), array_agg(l.amount), array_agg(l.wallet_id),
-            array_agg(l.expires_at)
-        INTO hold_ids, hold_status, hold_amount, hold_wallet, hold_expires_at
+            array_agg(l.expires_at), array_agg(l.lot_amount)
+        INTO hold_ids, hold_status, hold_amount, hold_wallet, hold_expires_at, hold_lot_amount
         FROM (
-            SELECT h.id, h.status, h.amount, h.wallet_id, h.expires_at FROM hold h
+            SELECT h.id, h.status, h.amount, h.wallet_id, h.expires_at, h.lot_amount FROM hold h
             WHERE h.id = ANY(item_hold_ids) ORDER BY h.id FOR UPDATE
         ) l;
     ELSIF item_hold_ids IS NOT NULL THEN
         SELECT array_agg(l.id), array_agg(l.status), array_agg(l.amount), array_agg(l.wallet_id),
-            array_agg(l.expires_at)
-        INTO hold_ids, hold_status, hold_amount, hold_wallet, hold_expires_at
+            array_agg(l.expires_at), array_agg(l.lot_amount)
+        INTO hold_ids, hold_status, hold_amount, hold_wallet, hold_expires_at, hold_lot_amount
         FROM (
-            SELECT h.id, h.status, h.amount, h.wallet_id, h.expires_at FROM hold h
+            SELECT h.id, h.status, h.amount, h.wallet_id, h.expires_at, h.lot_amount FROM hold h
             WHERE h.id = ANY(item_hold_ids) ORDER BY h.id FOR UPDATE SKIP LOCKED
         ) l;
     END IF;
@@ -291,6 +348,46 @@ BEGIN
         ) l;
     END IF;
 
+    -- Lots, when the group has anything to do with them: each wallet's in a list, soonest first.
+    wallet_expiring := array_fill(0::bigint, ARRAY[cardinality(wallet_ids)]);
+    lots_active := coalesce(cardinality(array_remove(wallet_lot_at, NULL)), 0) > 0
+        OR item_expires_at IS NOT NULL OR item_reverses IS NOT NULL
+        OR coalesce(cardinality(array_remove(hold_lot_amount, 0)), 0) > 0;
+    IF lots_active THEN
+        SELECT array_agg(l.id ORDER BY l.wallet_id, l.expires_at, l.id),
+            array_agg(array_position(wallet_ids, l.wallet_id) ORDER BY l.wallet_id, l.expires_at, l.id),
+            array_agg(l.transaction_id ORDER BY l.wallet_id, l.expires_at, l.id),
+            array_agg(l.expires_at ORDER BY l.wallet_id, l.expires_at, l.id),
+            array_agg(l.remaining ORDER BY l.wallet_id, l.expires_at, l.id),
+            array_agg(l.amount ORDER BY l.wallet_id, l.expires_at, l.id)
+        INTO lot_ids, lot_wallet, lot_origin, lot_expires, lot_remaining, lot_amount
+        FROM lot l
+        WHERE l.id IN (
+            SELECT o.id FROM lot o
+            WHERE o.remaining > 0 AND o.wallet_id = ANY(ARRAY(
+                SELECT u.id FROM unnest(wallet_ids, wallet_lot_at) AS u(id, soonest) WHERE u.soonest IS NOT NULL))
+            UNION ALL
+            SELECT u.lot_id FROM lot_use u WHERE u.owner_id = ANY(array_cat(hold_ids, item_reverses)));
+        lot_loaded := coalesce(cardinality(lot_ids), 0);
+        lot_count := lot_loaded;
+        lot_before := lot_remaining;
+        wallet_lot_head := array_fill(0, ARRAY[cardinality(wallet_ids)]);
+        lot_next := array_fill(0, ARRAY[lot_count]);
+        FOR j IN 1..lot_count LOOP
+            ASSERT lot_wallet[j] IS NOT NULL, 'a lot of a wallet not in the group';
+            IF j > 1 AND lot_wallet[j] = lot_wallet[j - 1] THEN
+                lot_next[j - 1] := j;
+            ELSE
+                wallet_lot_head[lot_wallet[j]] := j;
+            END IF;
+        END LOOP;
+        SELECT array_agg(u.owner_id ORDER BY u.owner_id, u.position),
+            array_agg(array_position(lot_ids, u.lot_id) ORDER BY u.owner_id, u.position),
+            array_agg(u.amount ORDER BY u.owner_id, u.position)
+        INTO prior_owner, prior_lot, prior_amount
+        FROM lot_use u WHERE u.owner_id = ANY(array_cat(hold_ids, item_reverses));
+    END IF;
+
     system_delta := array_fill(0::numeric, ARRAY[cardinality(system_id)]);
     system_entries := array_fill(0, ARRAY[cardinality(system_id)]);
     system_slot := array_fill(NULL::smallint, ARRAY[cardinality(system_id)]);
@@ -307,7 +404,18 @@ BEGIN
                     wallet_balance[undo_account[k]] := undo_balance[k];
                     wallet_entries[undo_account[k]] := undo_entries[k];
                     wallet_held[undo_account[k]] := undo_held[k];
+                    wallet_expiring[undo_account[k]] := undo_expiring[k];
                 END LOOP;
+                IF lots_active THEN
+                    FOR k IN REVERSE lot_undo_count..1 LOOP
+                        lot_remaining[lot_undo_index[k]] := lot_undo_remaining[k];
+                    END LOOP;
+                    FOR k IN saved_lot_count + 1..lot_count LOOP  -- lots it made: none now
+                        lot_amount[k] := 0;
+                        lot_remaining[k] := 0;
+                    END LOOP;
+                    use_count := saved_use_count;
+                END IF;
                 IF item_reverses IS NOT NULL THEN
                     original_reversed := saved_reversed;
                 END IF;
@@ -320,6 +428,10 @@ BEGIN
             code := NULL;
             CONTINUE WHEN item_state[i] <> 'posted';
             undo_count := 0;
+            lot_undo_count := 0;
+            saved_lot_count := lot_count;
+            saved_use_count := use_count;
+            item_first := p;
             saved_delta := system_delta;
             saved_reversed := original_reversed;
             saved_system_entries := system_entries;
@@ -368,6 +480,7 @@ BEGIN
                     undo_balance[undo_count] := wallet_balance[account];
                     undo_entries[undo_count] := wallet_entries[account];
                     undo_held[undo_count] := wallet_held[account];
+                    undo_expiring[undo_count] := wallet_expiring[account];
                     wallet_held[account] := wallet_held[account] - hold_amount[h];
                 END IF;
             END IF;
@@ -408,10 +521,10 @@ BEGIN
                 entry_balances[entry_count] := NULL;
                 entry_system[entry_count] := k;
                 CONTINUE;
-            ELSIF side = 1 AND wallet_balance[account] - wallet_held[account] < amount THEN
+            ELSIF side = 1 AND wallet_balance[account] - wallet_held[account] - wallet_expiring[account] < amount THEN
                 code := 'insufficient_funds';
-                detail := format('Wallet %s has %s available, less than %s.',
-                    wallet_ids[account], wallet_balance[account] - wallet_held[account], amount);
+                detail := format('Wallet %s has %s available, less than %s.', wallet_ids[account],
+                    wallet_balance[account] - wallet_held[account] - wallet_expiring[account], amount);
                 EXIT;
             ELSIF side = 2 AND wallet_balance[account] > ledger.balance_max() - amount THEN
                 code := 'balance_limit_exceeded';
@@ -423,6 +536,7 @@ BEGIN
             undo_balance[undo_count] := wallet_balance[account];
             undo_entries[undo_count] := wallet_entries[account];
             undo_held[undo_count] := wallet_held[account];
+            undo_expiring[undo_count] := wallet_expiring[account];
             wallet_balance[account] := wallet_balance[account] + CASE side WHEN 1 THEN -amount ELSE amount END;
             wallet_entries[account] := wallet_entries[account] + 1;
             IF side = 1 THEN
@@ -435,34 +549,156 @@ BEGIN
             entry_sequence[entry_count] := wallet_entries[account];
             entry_system[entry_count] := 0;
         END LOOP;
+
+        -- The posting's lot work. The debit takes from the wallet's lots, soonest first (a
+        -- capture: from its hold's parts, giving back what it does not use; a reversal: from the
+        -- lots its original made first). The credit carries the parts' expiry to a receiving
+        -- wallet, makes the lot of a credit with an expiry, or (a reversal) gives back to the
+        -- lots its original took from. A part given back to a lot that has expired is not
+        -- available: it expires at the end of the call.
+        CONTINUE WHEN code IS NOT NULL OR NOT lots_active;
+        part_count := 0;
+        posting_lots := lot_count;
+        account := posting_debit_wallets[p];
+        IF account <> 0 THEN
+            left_over := amount;
+            IF item_hold_ids[i] IS NOT NULL THEN
+                FOR k IN 1..coalesce(cardinality(prior_owner), 0) LOOP
+                    CONTINUE WHEN prior_owner[k] <> item_hold_ids[i];
+                    j := prior_lot[k];
+                    give := least(left_over, prior_amount[k]);
+                    IF give > 0 THEN
+                        part_count := part_count + 1;
+                        part_lot[part_count] := j;
+                        part_amount[part_count] := give;
+                        left_over := left_over - give;
+                    END IF;
+                    CONTINUE WHEN prior_amount[k] = give;
+                    lot_undo_count := lot_undo_count + 1;
+                    lot_undo_index[lot_undo_count] := j;
+                    lot_undo_remaining[lot_undo_count] := lot_remaining[j];
+                    lot_remaining[j] := lot_remaining[j] + prior_amount[k] - give;
+                    IF lot_expires[j] <= created THEN
+                        wallet_expiring[account] := wallet_expiring[account] + prior_amount[k] - give;
+                    END IF;
+                END LOOP;
+            ELSE
+                FOR pass IN CASE WHEN item_reverses[i] IS NULL THEN 2 ELSE 1 END..2 LOOP
+                    j := wallet_lot_head[account];
+                    WHILE j <> 0 AND left_over > 0 LOOP
+                        IF lot_remaining[j] > 0 AND lot_expires[j] > created
+                                AND (pass = 2 OR lot_origin[j] = item_reverses[i]) THEN
+                            give := least(left_over, lot_remaining[j]);
+                            lot_undo_count := lot_undo_count + 1;
+                            lot_undo_index[lot_undo_count] := j;
+                            lot_undo_remaining[lot_undo_count] := lot_remaining[j];
+                            lot_remaining[j] := lot_remaining[j] - give;
+                            part_count := part_count + 1;
+                            part_lot[part_count] := j;
+                            part_amount[part_count] := give;
+                            left_over := left_over - give;
+                        END IF;
+                        j := lot_next[j];
+                    END LOOP;
+                END LOOP;
+            END IF;
+            FOR k IN 1..part_count LOOP
+                use_count := use_count + 1;
+                use_owner[use_count] := item_transaction_ids[i];
+                use_lot[use_count] := part_lot[k];
+                use_amount[use_count] := part_amount[k];
+            END LOOP;
+        END IF;
+        account := posting_credit_wallets[p];
+        CONTINUE WHEN account = 0;
+        IF item_reverses[i] IS NOT NULL THEN
+            -- What the original debited this wallet came first from its non-expiring funds (when
+            -- reversed: given back first), then from lots in the order taken (given back last
+            -- taken first); `before` of it was given back by earlier reversals or postings.
+            h := array_position(original_ids, item_reverses[i]);
+            IF posting_items[item_first + 1] IS DISTINCT FROM i THEN  -- a transaction of one posting
+                total := original_amount[h];
+                before := original_reversed[h] - amount;
+            ELSE  -- a journal, reversed whole: what of this wallet's share earlier postings gave
+                total := 0;
+                before := 0;
+                FOR k IN item_first..item_first + 63 LOOP
+                    EXIT WHEN posting_items[k] IS DISTINCT FROM i;
+                    CONTINUE WHEN posting_credit_wallets[k] <> account;
+                    total := total + posting_amounts[k];
+                    before := before + CASE WHEN k < p THEN posting_amounts[k] ELSE 0 END;
+                END LOOP;
+            END IF;
+            FOR k IN 1..coalesce(cardinality(prior_owner), 0) LOOP
+                IF prior_owner[k] = item_reverses[i] AND lot_wallet[prior_lot[k]] = account THEN
+                    total := total - prior_amount[k];
+                END IF;
+            END LOOP;
+            skip := greatest(0, before - total);
+            give := greatest(0, before + amount - total) - skip;
+            FOR k IN REVERSE coalesce(cardinality(prior_owner), 0)..1 LOOP
+                EXIT WHEN give = 0;
+                CONTINUE WHEN prior_owner[k] <> item_reverses[i] OR lot_wallet[prior_lot[k]] <> account;
+                j := prior_lot[k];
+                left_over := least(give, prior_amount[k] - least(skip, prior_amount[k]));
+                skip := skip - least(skip, prior_amount[k]);
+                CONTINUE WHEN left_over = 0;
+                lot_undo_count := lot_undo_count + 1;
+                lot_undo_index[lot_undo_count] := j;
+                lot_undo_remaining[lot_undo_count] := lot_remaining[j];
+                lot_remaining[j] := lot_remaining[j] + left_over;
+                give := give - left_over;
+                IF lot_expires[j] <= created THEN
+                    wallet_expiring[account] := wallet_expiring[account] + left_over;
+                END IF;
+            END LOOP;
+        ELSIF posting_debit_wallets[p] <> 0 OR item_expires_at[i] IS NOT NULL THEN
+            FOR k IN 1..CASE WHEN posting_debit_wallets[p] <> 0 THEN part_count ELSE 1 END LOOP
+                IF posting_debit_wallets[p] <> 0 THEN
+                    lot_at := lot_expires[part_lot[k]];
+                    give := part_amount[k];
+                ELSE
+                    lot_at := item_expires_at[i];
+                    give := amount;
+                    IF lot_at <= created THEN  -- come and gone while the request travelled
+                        wallet_expiring[account] := wallet_expiring[account] + give;
+                    END IF;
+                END IF;
+                -- Into the wallet's list after its lots expiring no later; one lot per expiry
+                -- from one posting.
+                prev := 0;
+                j := wallet_lot_head[account];
+                WHILE j <> 0 AND lot_expires[j] <= lot_at LOOP
+                    prev := j;
+                    j := lot_next[j];
+                END LOOP;
+                IF prev > posting_lots AND lot_expires[prev] = lot_at THEN
+                    lot_amount[prev] := lot_amount[prev] + give;
+                    lot_remaining[prev] := lot_remaining[prev] + give;
+                    CONTINUE;
+                END IF;
+                lot_count := lot_count + 1;
+                lot_ids[lot_count] := nextval('lot_id_seq');
+                lot_wallet[lot_count] := account;
+                lot_origin[lot_count] := item_transaction_ids[i];
+                lot_expires[lot_count] := lot_at;
+                lot_amount[lot_count] := give;
+                lot_remaining[lot_count] := give;
+                lot_next[lot_count] := j;
+                IF prev = 0 THEN
+                    wallet_lot_head[account] := lot_count;
+                ELSE
+                    lot_next[prev] := lot_count;
+                END IF;
+            END LOOP;
+        END IF;
     END LOOP;
 
-    -- 4. A slot of each system account moved, with room for the group's net amount: from a
-    -- random one on, the first whose advisory lock is free; else wait for the first with room.
+    -- 4. A slot of each system account moved, with room for the group's net amount.
     FOR k IN 1..cardinality(system_id) LOOP
         CONTINUE WHEN system_entries[k] = 0;
-        slot_first := floor(random() * ledger.slot_count())::integer;
-        FOR p IN slot_first..slot_first + ledger.slot_count() - 1 LOOP
-            CONTINUE WHEN NOT pg_try_advisory_xact_lock(uuid_hash(system_id[k]), p % ledger.slot_count());
-            UPDATE account_slot s
-            SET balance = s.balance + system_delta[k]::bigint, entry_count = s.entry_count + system_entries[k]
-            WHERE s.account_id = system_id[k] AND s.slot = p % ledger.slot_count()
-              AND s.balance + system_delta[k] BETWEEN -ledger.balance_max() AND ledger.balance_max()
-            RETURNING s.slot, s.entry_count - system_entries[k] INTO slot_found, sequence_base;
-            EXIT WHEN FOUND;
-        END LOOP;
-        IF slot_found IS NULL THEN
-            UPDATE account_slot s
-            SET balance = s.balance + system_delta[k]::bigint, entry_count = s.entry_count + system_entries[k]
-            WHERE s.account_id = system_id[k] AND s.slot = (
-                SELECT o.slot FROM account_slot o
-                WHERE o.account_id = system_id[k]
-                  AND o.balance + system_delta[k] BETWEEN -ledger.balance_max() AND ledger.balance_max()
-                ORDER BY o.slot < slot_first, o.slot
-                LIMIT 1
-                FOR UPDATE)
-            RETURNING s.slot, s.entry_count - system_entries[k] INTO slot_found, sequence_base;
-        END IF;
+        SELECT t.slot, t.last_sequence INTO slot_found, sequence_base
+        FROM ledger.take_slot(system_id[k], system_delta[k], system_entries[k]) t;
         IF slot_found IS NULL THEN
             IF item_count > 1 THEN
                 -- The service posts the items again one by one; each then gets its own answer.
@@ -473,11 +709,15 @@ BEGIN
             item_code[1] := 'balance_limit_exceeded';
             item_detail[1] := format('The %s account would exceed the balance limit.', system_key[k]);
             entry_count := 0;
+            FOR k IN REVERSE undo_count..1 LOOP  -- the item's changes of its wallets, undone
+                wallet_balance[undo_account[k]] := undo_balance[k];
+                wallet_entries[undo_account[k]] := undo_entries[k];
+                wallet_held[undo_account[k]] := undo_held[k];
+            END LOOP;
             EXIT;
         END IF;
         system_slot[k] := slot_found;
         system_entries[k] := sequence_base;  -- from here on: the slot's last account_sequence
-        slot_found := NULL;
     END LOOP;
     FOR p IN 1..entry_count LOOP
         k := entry_system[p];
@@ -494,18 +734,27 @@ BEGIN
         FROM unnest(item_hold_ids, item_transaction_ids, posted_amount, item_state) AS u(hold_id, id, amount, state)
         WHERE u.state = 'posted' AND u.hold_id IS NOT NULL AND h.id = u.hold_id;
     END IF;
+    IF lots_active AND entry_count > 0 THEN  -- each wallet's soonest open lot now
+        FOR k IN 1..cardinality(wallet_ids) LOOP
+            j := wallet_lot_head[k];
+            WHILE j <> 0 AND lot_remaining[j] = 0 LOOP
+                j := lot_next[j];
+            END LOOP;
+            wallet_lot_at[k] := CASE WHEN j <> 0 THEN lot_expires[j] END;
+        END LOOP;
+    END IF;
     IF entry_count > 0 OR wallet_held IS DISTINCT FROM wallet_held_before THEN
         entry_accounts := entry_accounts[1:entry_count];
         entry_balances := entry_balances[1:entry_count];
         UPDATE account a
-        SET balance = w.balance, entry_count = w.entries, held = w.held,
+        SET balance = w.balance, entry_count = w.entries, held = w.held, lot_expires_at = w.lot_at,
             hold_expires_at = CASE
                 WHEN w.held = 0 THEN NULL
                 WHEN w.held = w.held_before AND a.hold_expires_at > created THEN a.hold_expires_at
                 ELSE (SELECT min(h.expires_at) FROM hold h WHERE h.wallet_id = a.id AND h.status = 'pending') END,
             updated_at = created
-        FROM unnest(wallet_ids, wallet_balance, wallet_entries, wallet_held, wallet_held_before)
-            AS w(id, balance, entries, held, held_before)
+        FROM unnest(wallet_ids, wallet_balance, wallet_entries, wallet_held, wallet_held_before, wallet_lot_at)
+            AS w(id, balance, entries, held, held_before, lot_at)
         WHERE a.id = w.id AND (w.id = ANY(entry_accounts) OR w.held <> w.held_before);
     END IF;
     IF entry_count > 0 THEN
@@ -526,6 +775,31 @@ BEGIN
                 entry_direction[1:entry_count], entry_amount[1:entry_count], entry_balances,
                 entry_system[1:entry_count], entry_sequence[1:entry_count])
             AS e(transaction_id, entry_index, account_id, direction, amount, balance_after, system, sequence);
+    END IF;
+    IF lots_active AND entry_count > 0 THEN
+        UPDATE lot l SET remaining = v.remaining
+        FROM unnest(lot_ids[1:lot_loaded], lot_remaining[1:lot_loaded], lot_before) AS v(id, remaining, before)
+        WHERE v.remaining <> v.before AND l.id = v.id;
+        IF lot_count > lot_loaded THEN  -- made by a posted item (an undone one's have no amount)
+            INSERT INTO lot (id, wallet_id, transaction_id, amount, remaining, expires_at, created_at)
+            SELECT v.id, wallet_ids[v.wallet], v.origin, v.amount, v.remaining, v.expires_at, created
+            FROM unnest(lot_ids[lot_loaded + 1:lot_count], lot_wallet[lot_loaded + 1:lot_count],
+                    lot_origin[lot_loaded + 1:lot_count], lot_amount[lot_loaded + 1:lot_count],
+                    lot_remaining[lot_loaded + 1:lot_count], lot_expires[lot_loaded + 1:lot_count])
+                AS v(id, wallet, origin, amount, remaining, expires_at)
+            WHERE v.amount > 0;
+        END IF;
+        IF use_count > 0 THEN
+            INSERT INTO lot_use (owner_id, position, lot_id, amount)
+            SELECT v.owner, row_number() OVER (PARTITION BY v.owner ORDER BY v.n), lot_ids[v.lot], v.amount
+            FROM unnest(use_owner[1:use_count], use_lot[1:use_count], use_amount[1:use_count])
+                WITH ORDINALITY AS v(owner, lot, amount, n);
+        END IF;
+        -- Parts given back to lots that have expired expire now, after the items.
+        IF array_remove(wallet_expiring, 0::bigint) <> '{}' THEN
+            PERFORM ledger.expire_lots(ARRAY(
+                SELECT u.id FROM unnest(wallet_ids, wallet_expiring) AS u(id, amount) WHERE u.amount > 0), created);
+        END IF;
     END IF;
     IF entry_count = 0 THEN
         entry_accounts := '{}';
