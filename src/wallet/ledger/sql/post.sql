@@ -197,10 +197,9 @@ BEGIN
 
     -- 1. Claim the keys. A key another transaction holds makes this wait for it to end.
     INSERT INTO idempotency_key (api_key_id, key, fingerprint, transaction_id)
-    SELECT u.api_key_id, u.key, u.fingerprint, u.transaction_id
-    FROM unnest(item_api_key_ids, item_keys, item_fingerprints, item_transaction_ids)
-        AS u(api_key_id, key, fingerprint, transaction_id)
-    ORDER BY u.api_key_id, u.key
+    SELECT item_api_key_ids[n], item_keys[n], item_fingerprints[n], item_transaction_ids[n]
+    FROM generate_subscripts(item_transaction_ids, 1) AS n
+    ORDER BY item_api_key_ids[n], item_keys[n]
     ON CONFLICT DO NOTHING;
     GET DIAGNOSTICS claimed = ROW_COUNT;
     IF claimed < item_count THEN
@@ -291,19 +290,19 @@ BEGIN
     -- of lots given back), then their lots that are due: a debit never takes from a lot that has
     -- expired, and its expiry comes before it in the wallet's history.
     wallet_held_before := wallet_held;
-    due_wallets := ARRAY(
-        SELECT u.id FROM unnest(wallet_ids, wallet_hold_expires_at) AS u(id, expires_at)
-        WHERE u.expires_at <= created);
-    IF cardinality(due_wallets) > 0 THEN
+    IF created >= ANY(wallet_hold_expires_at) THEN
+        due_wallets := ARRAY(
+            SELECT u.id FROM unnest(wallet_ids, wallet_hold_expires_at) AS u(id, expires_at)
+            WHERE u.expires_at <= created);
         FOR row IN SELECT * FROM ledger.expire_holds(due_wallets, created) LOOP
             k := array_position(wallet_ids, row.wallet_id);
             wallet_held[k] := wallet_held[k] - row.released;
             wallet_lot_at[k] := least(wallet_lot_at[k], row.lots_returned);
         END LOOP;
     END IF;
-    due_wallets := ARRAY(
-        SELECT u.id FROM unnest(wallet_ids, wallet_lot_at) AS u(id, expires_at) WHERE u.expires_at <= created);
-    IF cardinality(due_wallets) > 0 THEN
+    IF created >= ANY(wallet_lot_at) THEN
+        due_wallets := ARRAY(
+            SELECT u.id FROM unnest(wallet_ids, wallet_lot_at) AS u(id, expires_at) WHERE u.expires_at <= created);
         FOR row IN SELECT * FROM ledger.expire_lots(due_wallets, created) LOOP
             k := array_position(wallet_ids, row.wallet_id);
             wallet_balance[k] := wallet_balance[k] - row.expired;
@@ -760,21 +759,16 @@ BEGIN
     IF entry_count > 0 THEN
         INSERT INTO transaction (id, type, asset, amount, wallet_id, reference, metadata, api_key_id, created_at,
             reverses, hold_id)
-        SELECT u.id, u.type, u.asset, u.amount, coalesce(u.debited, u.credited), u.reference, u.metadata::json,
-            u.api_key_id, created, u.reverses, u.hold_id
-        FROM unnest(item_transaction_ids, item_types, item_asset, posted_amount, posted_wallet, posted_credited,
-                item_references, item_metadata, item_api_key_ids, item_state, item_reverses, item_hold_ids)
-            AS u(id, type, asset, amount, debited, credited, reference, metadata, api_key_id, state, reverses,
-                hold_id)
-        WHERE u.state = 'posted';
+        SELECT item_transaction_ids[n], item_types[n], item_asset[n], posted_amount[n],
+            coalesce(posted_wallet[n], posted_credited[n]), item_references[n], item_metadata[n]::json,
+            item_api_key_ids[n], created, item_reverses[n], item_hold_ids[n]
+        FROM generate_subscripts(item_transaction_ids, 1) AS n
+        WHERE item_state[n] = 'posted';
         INSERT INTO entry (transaction_id, entry_index, account_id, direction, amount, balance_after, slot,
             account_sequence, created_at)
-        SELECT e.transaction_id, e.entry_index, e.account_id, e.direction, e.amount, e.balance_after,
-            system_slot[nullif(e.system, 0)], e.sequence, created
-        FROM unnest(entry_transaction[1:entry_count], entry_index[1:entry_count], entry_accounts,
-                entry_direction[1:entry_count], entry_amount[1:entry_count], entry_balances,
-                entry_system[1:entry_count], entry_sequence[1:entry_count])
-            AS e(transaction_id, entry_index, account_id, direction, amount, balance_after, system, sequence);
+        SELECT entry_transaction[n], entry_index[n], entry_accounts[n], entry_direction[n], entry_amount[n],
+            entry_balances[n], system_slot[nullif(entry_system[n], 0)], entry_sequence[n], created
+        FROM generate_series(1, entry_count) AS n;
     END IF;
     IF lots_active AND entry_count > 0 THEN
         UPDATE lot l SET remaining = v.remaining
