@@ -1,10 +1,13 @@
-"""The `wallet` command: serve, migrate, seed, manage API keys, verify the ledger."""
+"""The `wallet` command: serve, migrate, seed, manage API keys, verify the ledger, expire lots,
+relay events."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import os
+import re
 import shutil
 import signal
 import socket
@@ -21,7 +24,7 @@ import typer
 from alembic.util.exc import CommandError as AlembicError
 from sqlalchemy.exc import SQLAlchemyError
 
-from wallet import idempotency, keys, logs, seed
+from wallet import idempotency, keys, logs, relay, seed
 from wallet._loopback import is_loopback_host
 from wallet.config import ConfigurationError, Settings, load_settings
 from wallet.db import database, embedded
@@ -41,11 +44,13 @@ keys_app = typer.Typer(no_args_is_help=True, help="API keys.")
 ledger_app = typer.Typer(no_args_is_help=True, help="The ledger.")
 idempotency_app = typer.Typer(no_args_is_help=True, help="Idempotency keys.")
 lots_app = typer.Typer(no_args_is_help=True, help="Expiring credits (lots).")
+events_app = typer.Typer(no_args_is_help=True, help="The event feed.")
 app.add_typer(db_app, name="db")
 app.add_typer(keys_app, name="keys")
 app.add_typer(ledger_app, name="ledger")
 app.add_typer(idempotency_app, name="idempotency")
 app.add_typer(lots_app, name="lots")
+app.add_typer(events_app, name="events")
 
 
 def fail(message: str, exit_code: int = 1) -> typer.Exit:
@@ -368,6 +373,34 @@ def lots_expire() -> None:
     WALLET_EXPIRY_SWEEP_SECONDS."""
     wallets = _run(_settings(), lots.sweep)
     typer.echo(f"expired what was due in {wallets} wallets")
+
+
+@events_app.command("relay")
+def events_relay(
+    nats_url: Annotated[str, typer.Option("--nats-url", help="NATS server, e.g. nats://127.0.0.1:4222.")],
+    stream: Annotated[str, typer.Option("--stream", help="The JetStream stream (created when missing).")] = (
+        "WALLET"
+    ),
+) -> None:
+    """Publish every event, in order, to NATS JetStream subjects wallet.<type>; runs until
+    stopped (SIGINT or SIGTERM). One relay per stream at a time: a second one waits."""
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", stream):
+        raise fail("--stream must be 1-64 letters, digits, '_' or '-'")
+    if not nats_url.startswith(("nats://", "tls://")):
+        raise fail("--nats-url must be a nats:// or tls:// URL")
+    settings = _settings()
+    logs.configure(settings.log_level)
+
+    async def main(url: str) -> None:
+        task = asyncio.create_task(relay.run(settings, url, nats_url, stream))
+        loop = asyncio.get_running_loop()
+        for signal_number in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signal_number, task.cancel)
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    with _database_url(settings) as url:
+        asyncio.run(main(url))
 
 
 def main() -> None:

@@ -29,6 +29,12 @@ class Settings(BaseSettings):
     # How often each serving process sweeps expired holds and lots from wallets no posting has
     # touched since they expired (one process at a time; with jitter); 0: never.
     expiry_sweep_seconds: int = Field(default=30, ge=0, le=86_400)
+    # Events are kept at least this long (and, once a relay has run, until every relay has
+    # published them); each serving process purges older ones with the idempotency keys.
+    events_ttl_days: int = Field(default=7, ge=1, le=3650)
+    # How often each serving process gives committed events their feed positions (one process at
+    # a time): the feed's delay; 0: never (a relay or another process does it).
+    events_sequence_interval_ms: int = Field(default=50, ge=0, le=60_000)
 
     pool_size_min: int = Field(default=4, ge=1, le=200)
     pool_size_max: int = Field(default=16, ge=1, le=200)

@@ -88,6 +88,19 @@ GROUP_COMMIT_WAITING_ON_LOCKS = Gauge(
     multiprocess_mode="livesum",
 )
 
+EVENTS_RELAY_LAG = Gauge(
+    "wallet_events_relay_lag_events",
+    "Events in the feed that a relay has not published yet, by JetStream stream.",
+    ["stream"],
+    multiprocess_mode="livemax",
+)
+EVENTS_RELAY_LAG_SECONDS = Gauge(
+    "wallet_events_relay_lag_seconds",
+    "Age of the oldest event in the feed that a relay has not published (0: none), by stream.",
+    ["stream"],
+    multiprocess_mode="livemax",
+)
+
 _request_series: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
 
 
@@ -127,6 +140,11 @@ def record_posting(kind: str, outcome: str, replayed: bool, status: int) -> None
 
 def record_database_error(error: BaseException) -> None:
     DATABASE_ERRORS.labels(error=type(error).__name__).inc()
+
+
+def record_relay_lag(stream: str, events: int, seconds: float) -> None:
+    EVENTS_RELAY_LAG.labels(stream=stream).set(events)
+    EVENTS_RELAY_LAG_SECONDS.labels(stream=stream).set(seconds)
 
 
 def sample_pool(pool: asyncpg.Pool) -> None:

@@ -68,8 +68,8 @@ async def test_the_sweeper_expires_lots_and_holds_of_idle_wallets(sweeping_serve
 
         connection = await asyncpg.connect(server.database_url, timeout=10)
         try:
-            # Due, but the lots are locked away: every run fails on the lock timeout; the loop goes on.
-            await asyncio.sleep(1.6)
+            # The lots locked away before anything is due: once it is, every run fails on the lock
+            # timeout; the loop goes on.
             async with connection.transaction():
                 await connection.execute("LOCK TABLE lot IN ACCESS EXCLUSIVE MODE")
                 await wait_until(lambda: "expiry_sweep_failed" in server.log_path.read_text(), "a failed run")

@@ -16,7 +16,7 @@ are outside what a JSON Schema can say, and `schema_valid_request_accepted` lets
 the business declines of API.md (`same_wallet`, `asset_mismatch`, `balance_limit_exceeded`,
 `idempotency_key_reused`), rules across fields or against the clock (CROSS_FIELD_RULES),
 integers written as floats (`10.0`, a JSON Schema integer, which API.md rejects), and a history
-`cursor` that the service never issued (the cursor is opaque).
+`cursor` or events `after` that the service never issued (cursors are opaque).
 """
 
 from __future__ import annotations
@@ -103,7 +103,8 @@ def _explained_rejection(response: httpx.Response, case: schemathesis.Case) -> b
     if errors and all(any(rule in error["msg"] for rule in CROSS_FIELD_RULES) for error in errors):
         return True
     locations = [error["loc"] for error in errors]
-    return _has_float(case.body) or (bool(locations) and all(loc == ["query", "cursor"] for loc in locations))
+    opaque = (["query", "cursor"], ["query", "after"])  # cursors the service never issued
+    return _has_float(case.body) or (bool(locations) and all(loc in opaque for loc in locations))
 
 
 def schema_valid_request_accepted(

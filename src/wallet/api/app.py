@@ -21,7 +21,7 @@ from starlette.routing import Match, Mount
 
 from wallet import housekeeping, logs
 from wallet import metrics as service_metrics
-from wallet.api import holds, movements, schemas
+from wallet.api import events, holds, movements, schemas
 from wallet.api.auth import KeyCache
 from wallet.api.deps import connection, pooled_connection
 from wallet.api.middleware import REQUEST_STATUS_SENT_BY_PROTOCOL, InstrumentedFastAPI
@@ -82,9 +82,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         pool_sampler = service_metrics.start_pool_sampler(app.state.pool)
         purge = housekeeping.start_purge(app.state.pool, settings)
         sweep = housekeeping.start_sweep(app.state.pool, settings)
+        events_purge = housekeeping.start_events_purge(app.state.pool, settings)
+        sequencer = housekeeping.start_sequencer(app.state.pool, settings)
         try:
             yield
         finally:
+            await housekeeping.stop(sequencer)
+            await housekeeping.stop(events_purge)
             await housekeeping.stop(sweep)
             await housekeeping.stop(purge)
             await app.state.group_commit.close()
@@ -111,6 +115,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     _add_docs(app)
     app.include_router(movements.router)
     app.include_router(holds.router)
+    app.include_router(events.router)
     app.include_router(router)
     app.include_router(web_router)
     _add_error_handlers(app)

@@ -374,3 +374,15 @@ class ProblemDocument(BaseModel):
     detail: str
     code: str
     errors: list[ProblemError] | None = None
+
+
+class Event(BaseModel):
+    id: uuid.UUID
+    type: Literal["transaction.posted", "hold.created", "hold.captured", "hold.voided", "hold.expired"]
+    created_at: str
+    data: dict[str, Any] = Field(description="The Transaction (transaction.posted) or the Hold.")
+
+
+class EventPage(BaseModel):
+    data: list[Event]
+    next_cursor: str = Field(description="Never null: the position after the last event shown.")

@@ -118,6 +118,18 @@ async def get_hold(connection: Connection, hold_id: uuid.UUID) -> tuple[HoldReco
     return _record(row), row["at"]
 
 
+HOLDS_BY_IDS = """
+SELECT h.id, h.wallet_id, h.asset, h.amount, h.captured_amount, h.status, h.expires_at, h.reference,
+    h.metadata::text AS metadata, h.transaction_id, h.created_at, h.updated_at
+FROM hold h WHERE h.id = ANY($1::uuid[])
+"""
+
+
+async def get_holds(connection: Connection, hold_ids: list[uuid.UUID]) -> dict[uuid.UUID, HoldRecord]:
+    """The holds of these ids that exist, by id."""
+    return {row["id"]: _record(row) for row in await connection.fetch(HOLDS_BY_IDS, hold_ids)}
+
+
 async def find_hold(connection: Connection, hold_id: uuid.UUID) -> HoldRecord | None:
     row = await connection.fetchrow(HOLD_BY_ID, hold_id)
     return None if row is None else _record(row)

@@ -10,6 +10,8 @@ Invariants (API.md):
    stored `held` counts pending holds until they are marked expired: it must be their sum).
 6. For each wallet, the remaining amounts of its unexpired lots sum to at most its balance.
 7. No transaction is reversed by more than its amount.
+8. Events: one `transaction.posted` per transaction (of those since the events kept begin), and
+   every event names an existing transaction or hold.
 
 Checks of the ledger's own bookkeeping:
 - references: every entry names an existing transaction and account, every transaction an
@@ -133,6 +135,26 @@ SELECT 'lot use ' || u.owner_id || '/' || u.position || ' names no transaction o
 FROM lot_use u
 WHERE NOT EXISTS (SELECT FROM transaction t WHERE t.id = u.owner_id)
   AND NOT EXISTS (SELECT FROM hold h WHERE h.id = u.owner_id)
+LIMIT $1
+"""
+
+EVENT_PROBLEMS = """
+SELECT 'transaction ' || t.id || ' has ' || count(e.id) || ' transaction.posted events' AS detail
+FROM transaction t
+CROSS JOIN event_sequencer s
+LEFT JOIN event e ON e.subject_id = t.id AND e.type = 'transaction.posted'
+WHERE t.created_at >= s.kept_since
+GROUP BY t.id
+HAVING count(e.id) <> 1
+UNION ALL
+SELECT 'event ' || e.id || ' of type ' || e.type || ' names no such subject ' || e.subject_id
+FROM event e
+WHERE CASE WHEN e.type = 'transaction.posted'
+    THEN NOT EXISTS (SELECT FROM transaction t WHERE t.id = e.subject_id)
+    ELSE NOT EXISTS (SELECT FROM hold h WHERE h.id = e.subject_id) END
+UNION ALL
+SELECT 'event position ' || p.position || ' names no event ' || p.event_id
+FROM event_position p WHERE NOT EXISTS (SELECT FROM event e WHERE e.id = p.event_id)
 LIMIT $1
 """
 
@@ -311,6 +333,8 @@ async def verify(connection: Connection) -> Verification:
                     "detail": f"reversed by {row['reversed']}, more than its amount {row['amount']}",
                 }
             )
+        for row in await connection.fetch(EVENT_PROBLEMS, PROBLEMS_MAX):
+            result.problems.append({"invariant": 8, "detail": row["detail"]})
         for row in await connection.fetch(BROKEN_REFERENCES, PROBLEMS_MAX):
             result.problems.append({"check": "references", "detail": row["detail"]})
         for row in await connection.fetch(BROKEN_SEQUENCES, PROBLEMS_MAX):

@@ -19,6 +19,9 @@ LANGUAGE sql AS $$
         SELECT h.wallet_id, min(h.expires_at) AS next_expiry FROM hold h
         WHERE h.wallet_id = ANY(wallets) AND h.status = 'pending' AND h.expires_at > at
         GROUP BY h.wallet_id
+    ), events AS (
+        INSERT INTO event (id, type, subject_id, created_at, xid)
+        SELECT ledger.uuid7(at), 'hold.expired', e.id, at, pg_current_xact_id() FROM expired e
     ), parts AS (
         SELECT u.lot_id, sum(u.amount) AS amount FROM expired e JOIN lot_use u ON u.owner_id = e.id
         WHERE e.lot_amount > 0 GROUP BY u.lot_id
@@ -125,7 +128,7 @@ BEGIN
         PERFORM ledger.hold_decline(place_hold.api_key_id, place_hold.idempotency_key, code, detail);
         RETURN;
     END IF;
-    at := greatest(clock_timestamp(), wallet.updated_at);
+    at := greatest(clock_timestamp(), wallet.updated_at + interval '1 microsecond');
     IF wallet.hold_expires_at <= at OR wallet.lot_expires_at <= at THEN
         SELECT e.balance, e.held, e.hold_expires_at, e.lot_expires_at
         INTO wallet.balance, wallet.held, wallet.hold_expires_at, wallet.lot_expires_at
@@ -148,13 +151,16 @@ BEGIN
             created_at, updated_at, lot_amount)
         VALUES (place_hold.hold_id, place_hold.wallet_id, wallet.asset, amount, expires_at, reference,
             metadata::json, place_hold.api_key_id, at, at, lot_amount);
+        INSERT INTO event (id, type, subject_id, created_at, xid)
+        VALUES (ledger.uuid7(at), 'hold.created', place_hold.hold_id, at, pg_current_xact_id());
         wallet.held := wallet.held + amount;
         wallet.hold_expires_at := least(wallet.hold_expires_at, expires_at);
         state := 'placed';
     END IF;
     -- Holds marked expired above stay so, declined or not: the wallet's sums follow them.
     UPDATE account a
-    SET held = wallet.held, hold_expires_at = wallet.hold_expires_at, lot_expires_at = wallet.lot_expires_at
+    SET held = wallet.held, hold_expires_at = wallet.hold_expires_at, lot_expires_at = wallet.lot_expires_at,
+        updated_at = at
     WHERE a.id = place_hold.wallet_id;
 END
 $$;
@@ -200,7 +206,7 @@ BEGIN
         PERFORM ledger.hold_decline(void_hold.api_key_id, void_hold.idempotency_key, code, detail);
         RETURN;
     END IF;
-    at := greatest(clock_timestamp(), wallet.updated_at);
+    at := greatest(clock_timestamp(), wallet.updated_at + interval '1 microsecond');
     IF wallet.hold_expires_at <= at OR wallet.lot_expires_at <= at THEN
         SELECT e.balance, e.held, e.hold_expires_at, e.lot_expires_at
         INTO wallet.balance, wallet.held, wallet.hold_expires_at, wallet.lot_expires_at
@@ -214,6 +220,8 @@ BEGIN
         PERFORM ledger.hold_decline(void_hold.api_key_id, void_hold.idempotency_key, code, detail);
     ELSE
         UPDATE hold h SET status = 'voided', updated_at = at WHERE h.id = void_hold.hold_id;
+        INSERT INTO event (id, type, subject_id, created_at, xid)
+        VALUES (ledger.uuid7(at), 'hold.voided', void_hold.hold_id, at, pg_current_xact_id());
         wallet.held := wallet.held - hold_amount;
         IF hold_lot_amount > 0 THEN
             wallet.lot_expires_at := least(wallet.lot_expires_at,
@@ -226,7 +234,7 @@ BEGIN
         hold_expires_at = CASE WHEN wallet.held = 0 THEN NULL ELSE (
             SELECT min(h.expires_at) FROM hold h WHERE h.wallet_id = void_hold.wallet_id AND h.status = 'pending'
         ) END,
-        lot_expires_at = wallet.lot_expires_at
+        lot_expires_at = wallet.lot_expires_at, updated_at = at
     WHERE a.id = void_hold.wallet_id;
     -- Parts given back to a lot that has expired meanwhile expire now.
     IF wallet.lot_expires_at <= at THEN
@@ -257,12 +265,13 @@ BEGIN
         LIMIT batch_size
         FOR UPDATE SKIP LOCKED
     LOOP
-        at := greatest(clock_timestamp(), wallet.updated_at);
+        at := greatest(clock_timestamp(), wallet.updated_at + interval '1 microsecond');
         SELECT e.balance, e.held, e.hold_expires_at, e.lot_expires_at
         INTO wallet.balance, wallet.held, wallet.hold_expires_at, wallet.lot_expires_at
         FROM ledger.expire_due(wallet.id, at, wallet.balance, wallet.held, wallet.hold_expires_at, wallet.lot_expires_at) e;
         UPDATE account a
-        SET held = wallet.held, hold_expires_at = wallet.hold_expires_at, lot_expires_at = wallet.lot_expires_at
+        SET held = wallet.held, hold_expires_at = wallet.hold_expires_at, lot_expires_at = wallet.lot_expires_at,
+            updated_at = at
         WHERE a.id = wallet.id;
         taken := taken + 1;
     END LOOP;

@@ -93,6 +93,10 @@ BEGIN
                 to_char(d.expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'), d.credit_id)::json,
             NULL, at
         FROM due d
+    ), written_events AS (
+        INSERT INTO event (id, type, subject_id, created_at, xid)
+        SELECT d.transaction_id, 'transaction.posted', d.transaction_id, at, pg_current_xact_id() FROM due d
+        ORDER BY d.wallet_sequence, d.wallet_id
     ), written_entries AS (
         INSERT INTO entry (transaction_id, entry_index, account_id, direction, amount, balance_after, slot,
             account_sequence, created_at)

@@ -245,7 +245,7 @@ BEGIN
         SELECT array_agg(l.asset ORDER BY g.position), array_agg(l.balance ORDER BY g.position),
             array_agg(l.entry_count ORDER BY g.position), array_agg(l.held ORDER BY g.position),
             array_agg(l.hold_expires_at ORDER BY g.position), array_agg(l.lot_expires_at ORDER BY g.position),
-            greatest(clock_timestamp(), max(l.updated_at)),
+            greatest(clock_timestamp(), max(l.updated_at) + interval '1 microsecond'),
             (SELECT array_agg(a.asset || ':' || a.kind ORDER BY a.id) FROM account a WHERE a.kind <> 'user'),
             (SELECT array_agg(a.id ORDER BY a.id) FROM account a WHERE a.kind <> 'user')
         INTO wallet_asset, wallet_balance, wallet_entries, wallet_held, wallet_hold_expires_at, wallet_lot_at, created,
@@ -263,7 +263,7 @@ BEGIN
         SELECT array_agg(l.asset ORDER BY g.position), array_agg(l.balance ORDER BY g.position),
             array_agg(l.entry_count ORDER BY g.position), array_agg(l.held ORDER BY g.position),
             array_agg(l.hold_expires_at ORDER BY g.position), array_agg(l.lot_expires_at ORDER BY g.position),
-            greatest(clock_timestamp(), max(l.updated_at)),
+            greatest(clock_timestamp(), max(l.updated_at) + interval '1 microsecond'),
             (SELECT array_agg(a.asset || ':' || a.kind ORDER BY a.id) FROM account a WHERE a.kind <> 'user'),
             (SELECT array_agg(a.id ORDER BY a.id) FROM account a WHERE a.kind <> 'user')
         INTO wallet_asset, wallet_balance, wallet_entries, wallet_held, wallet_hold_expires_at, wallet_lot_at, created,
@@ -284,7 +284,8 @@ BEGIN
                 WHERE u.asset IS NULL AND EXISTS (SELECT FROM account a WHERE a.id = u.id AND a.kind = 'user'));
         END IF;
     END IF;
-    -- `created`, read after the locks, is not earlier than any entry of these wallets.
+    -- `created`, read after the locks, is later than any entry of these wallets: a wallet's
+    -- postings (and events) have strictly increasing times.
 
     -- The holds of these wallets that are past their expiry are expired from now on (their parts
     -- of lots given back), then their lots that are due: a debit never takes from a lot that has
@@ -769,6 +770,18 @@ BEGIN
         SELECT entry_transaction[n], entry_index[n], entry_accounts[n], entry_direction[n], entry_amount[n],
             entry_balances[n], system_slot[nullif(entry_system[n], 0)], entry_sequence[n], created
         FROM generate_series(1, entry_count) AS n;
+    END IF;
+    IF entry_count > 0 THEN  -- the events: the posted transactions, and the holds captured
+        INSERT INTO event (id, type, subject_id, created_at, xid)
+        SELECT item_transaction_ids[n], 'transaction.posted', item_transaction_ids[n], created, pg_current_xact_id()
+        FROM generate_subscripts(item_transaction_ids, 1) AS n
+        WHERE item_state[n] = 'posted';
+        IF item_hold_ids IS NOT NULL THEN
+            INSERT INTO event (id, type, subject_id, created_at, xid)
+            SELECT ledger.uuid7(created), 'hold.captured', item_hold_ids[n], created, pg_current_xact_id()
+            FROM generate_subscripts(item_hold_ids, 1) AS n
+            WHERE item_state[n] = 'posted' AND item_hold_ids[n] IS NOT NULL;
+        END IF;
     END IF;
     IF lots_active AND entry_count > 0 THEN
         UPDATE lot l SET remaining = v.remaining
