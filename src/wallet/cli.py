@@ -350,9 +350,13 @@ def keys_revoke(name: Annotated[str, typer.Argument(help="The key's name.")]) ->
 
 
 @ledger_app.command("verify")
-def ledger_verify() -> None:
+def ledger_verify(
+    deep: Annotated[
+        bool, typer.Option("--deep", help="Also recompute every account's hash chain (reads every entry).")
+    ] = False,
+) -> None:
     """Check the ledger invariants; exit 1 when any does not hold."""
-    result = _run(_settings(), verify.verify)
+    result = _run(_settings(), lambda connection: verify.verify(connection, deep=deep))
     typer.echo(orjson.dumps(result.to_document(), option=orjson.OPT_INDENT_2).decode())
     if not result.ok:
         raise typer.Exit(1)

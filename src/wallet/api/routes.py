@@ -161,9 +161,16 @@ async def get_transaction(request: Request, _: Reader, transaction_id: str) -> R
 
 
 @router.get("/ledger/verify", response_model=schemas.Verification, responses=READ_PROBLEMS)
-async def ledger_verify(request: Request, _: Admin) -> Response:
+async def ledger_verify(
+    request: Request,
+    _: Admin,
+    deep: Annotated[
+        bool, Query(description="Also recompute every account's hash chain (reads every entry).")
+    ] = False,
+) -> Response:
+    """The ledger's invariants and its own bookkeeping, on one snapshot."""
     async with connection(request) as database:
-        result = await verify.verify(database)
+        result = await verify.verify(database, deep=deep)
     return _json(result.to_document())
 
 

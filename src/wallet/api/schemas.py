@@ -275,6 +275,13 @@ class Expiry(BaseModel):
     expires_at: str
 
 
+class LedgerHead(BaseModel):
+    hash: str = Field(
+        description="SHA-256 (hex) of the wallet's last entry, chained over every entry before it."
+    )
+    entries: int = Field(description="How many entries the chain has.")
+
+
 class Wallet(BaseModel):
     id: uuid.UUID
     owner_id: str
@@ -283,6 +290,10 @@ class Wallet(BaseModel):
     held: int = Field(description="The sum of the wallet's pending holds not past their expiry.")
     available: int = Field(description="balance - held: what a debit may take.")
     next_expiry: Expiry | None = Field(description="The soonest-expiring credit lot, or null.")
+    ledger_head: LedgerHead = Field(
+        description="The head of the wallet's hash chain: record it to prove later that the history "
+        "up to it was not rewritten (GET /v1/ledger/verify?deep=true checks every chain)."
+    )
     created_at: str
     updated_at: str
 

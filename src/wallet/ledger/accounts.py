@@ -35,6 +35,8 @@ class Wallet:
     held: int  # the pending holds not past their expiry
     created_at: datetime
     updated_at: datetime
+    ledger_head_hash: str  # the hex hash of the wallet's last entry (its chain's head)
+    ledger_head_entries: int  # and how many entries the chain has
     next_expiry_amount: int | None = None  # the soonest unexpired lot(s): what remains of them,
     next_expiry_at: datetime | None = None  # and when they expire
 
@@ -56,6 +58,7 @@ class Wallet:
             "next_expiry": None
             if self.next_expiry_at is None
             else {"amount": self.next_expiry_amount, "expires_at": timestamp_text(self.next_expiry_at)},
+            "ledger_head": {"hash": self.ledger_head_hash, "entries": self.ledger_head_entries},
             "created_at": timestamp_text(self.created_at),
             "updated_at": timestamp_text(self.updated_at),
         }
@@ -121,7 +124,8 @@ async def create_wallet(connection: Connection, owner_id: str, asset: str) -> tu
         INSERT INTO account (id, asset, kind, owner_id)
         SELECT $1, code, 'user', $2 FROM asset WHERE code = $3
         ON CONFLICT (owner_id, asset) DO NOTHING
-        RETURNING id, owner_id, asset, balance, 0::bigint AS held, created_at, updated_at
+        RETURNING id, owner_id, asset, balance, 0::bigint AS held, created_at, updated_at,
+            encode(ledger_head, 'hex') AS ledger_head_hash, entry_count AS ledger_head_entries
         """,
         uuid7(),
         owner_id,

@@ -15,7 +15,16 @@ from wallet.types import Connection
 
 SQL_DIRECTORY = Path(__file__).parent / "sql"
 # In dependency order: a file may use what the files before it define.
-FILES = ("limits.sql", "guards.sql", "events.sql", "slots.sql", "lots.sql", "holds.sql", "post.sql")
+FILES = (
+    "limits.sql",
+    "guards.sql",
+    "chains.sql",
+    "events.sql",
+    "slots.sql",
+    "lots.sql",
+    "holds.sql",
+    "post.sql",
+)
 SCHEMA = "ledger"
 
 

@@ -26,6 +26,12 @@ Checks of the ledger's own bookkeeping:
   wallet's lot_expires_at is its soonest open lot's, a hold's lot_amount is what it took from
   lots, and what lots and their uses name exists.
 
+With `deep`, also:
+- chains: every entry's hash is the next link of its wallet's (its slot's) chain, recomputed
+  from the entry's content and the hash before it (ledger/sql/chains.sql), and each account's
+  (slot's) head is its last entry's hash. The first broken link of each chain is reported: an
+  entry changed, removed, added or moved by hand breaks the chain from there on.
+
 The checks run in a REPEATABLE READ, READ ONLY transaction: one snapshot, no row locks, so
 writes go on while they run.
 """
@@ -38,6 +44,7 @@ from typing import Any
 from wallet.types import Connection
 
 PROBLEMS_MAX = 100
+DEEP_TIMEOUT = "SET LOCAL statement_timeout = '30min'"  # for a deep verify's chain check
 
 UNBALANCED_TRANSACTIONS = """
 SELECT t.id AS transaction_id, t.amount,
@@ -158,6 +165,35 @@ FROM event_position p WHERE NOT EXISTS (SELECT FROM event e WHERE e.id = p.event
 LIMIT $1
 """
 
+BROKEN_CHAINS = """
+WITH links AS (
+    SELECT e.account_id, e.slot, e.account_sequence, e.transaction_id, e.hash,
+        ledger.entry_hash(coalesce(lag(e.hash) OVER w, ledger.chain_genesis()), e.transaction_id,
+            e.account_id, e.direction, e.amount, e.balance_after, a.asset, e.slot, e.account_sequence,
+            e.created_at) AS expected,
+        last_value(e.hash) OVER (w ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING) AS last_hash
+    FROM entry e JOIN account a ON a.id = e.account_id
+    WINDOW w AS (PARTITION BY e.account_id, e.slot ORDER BY e.account_sequence)
+), heads AS (
+    SELECT a.id AS account_id, NULL::smallint AS slot, a.ledger_head AS head
+    FROM account a WHERE a.kind = 'user'
+    UNION ALL
+    SELECT s.account_id, s.slot, s.head FROM account_slot s
+)
+SELECT l.account_id, l.slot, min(l.account_sequence) AS entry,
+    'breaks at entry ' || min(l.account_sequence) || ' (transaction '
+        || (array_agg(l.transaction_id ORDER BY l.account_sequence))[1] || ')' AS detail
+FROM links l WHERE l.hash IS DISTINCT FROM l.expected
+GROUP BY l.account_id, l.slot
+UNION ALL
+SELECT h.account_id, h.slot, NULL, 'the head is not the hash of the last entry'
+FROM heads h
+LEFT JOIN (SELECT DISTINCT account_id, slot, last_hash FROM links) l
+    ON l.account_id = h.account_id AND l.slot IS NOT DISTINCT FROM h.slot
+WHERE h.head IS DISTINCT FROM coalesce(l.last_hash, ledger.chain_genesis())
+LIMIT $1
+"""
+
 NEGATIVE_WALLETS = """
 SELECT id AS account_id, balance FROM account WHERE kind = 'user' AND balance < 0 LIMIT $1
 """
@@ -268,7 +304,7 @@ class Verification:
         }
 
 
-async def verify(connection: Connection) -> Verification:
+async def verify(connection: Connection, *, deep: bool = False) -> Verification:
     result = Verification()
     async with connection.transaction(isolation="repeatable_read", readonly=True):
         result.accounts_checked = await connection.fetchval("SELECT count(*) FROM account")
@@ -343,5 +379,13 @@ async def verify(connection: Connection) -> Verification:
             result.problems.append({"check": "balance_after", "detail": row["detail"]})
         for row in await connection.fetch(BROKEN_LOTS, PROBLEMS_MAX):
             result.problems.append({"check": "lots", "detail": row["detail"]})
+        if deep:
+            # Reading every entry takes longer than any request's statement timeout allows.
+            await connection.execute(DEEP_TIMEOUT)
+            for row in await connection.fetch(BROKEN_CHAINS, PROBLEMS_MAX):
+                problem = {"check": "chain", "account_id": str(row["account_id"]), "detail": row["detail"]}
+                if row["slot"] is not None:
+                    problem["slot"] = row["slot"]
+                result.problems.append(problem)
     del result.problems[PROBLEMS_MAX:]
     return result

@@ -46,6 +46,11 @@ BEGIN
         RETURNING 1
     )
     SELECT (SELECT count(*) FROM positioned), (SELECT s.xmin FROM snapshot s) INTO placed, new_horizon;
+    -- Nothing placed: nothing written either (an idle service's sequencer takes no xid, writes
+    -- no WAL and waits for no standby); the next run looks from the same horizon.
+    IF placed = 0 THEN
+        RETURN 0;
+    END IF;
     -- A full batch may have left some below the horizon: the next run looks from the old one.
     UPDATE event_sequencer
     SET last_position = last_position + placed,

@@ -27,99 +27,140 @@ $$;
 
 -- Posts the expiry of every lot of these wallets that is due at `at`: per lot, a transaction
 -- `expiry` of what remains of it, from the wallet to its asset's breakage account, with the lot
--- named in its metadata. The caller holds the wallets' locks. Writes the wallets' balance, entry
--- count and lot_expires_at; returns per wallet that had any what expired, how many entries that
--- added to it, and its lot_expires_at now.
+-- named in its metadata, and its event. The caller holds the wallets' locks. Writes the wallets'
+-- balance, entry count, chain head and lot_expires_at; returns per wallet that had any what
+-- expired, how many entries that added to it, and its lot_expires_at and chain head now.
 CREATE FUNCTION ledger.expire_lots(wallets uuid[], at timestamptz)
-RETURNS TABLE (wallet_id uuid, expired bigint, entries integer, lot_expires_at timestamptz)
+RETURNS TABLE (wallet_id uuid, expired bigint, entries integer, lot_expires_at timestamptz, ledger_head bytea)
 LANGUAGE plpgsql AS $$
 DECLARE
-    lot_ids bigint[];
-    breakage_ids uuid[];
-    breakage_delta numeric[];
-    breakage_entries integer[];
+    lot_ids bigint[];           -- the due lots, by wallet and expiry
+    lot_wallets uuid[];
+    lot_origins uuid[];
+    lot_expiries timestamptz[];
+    lot_amounts bigint[];
+    wallet_ids uuid[];          -- their wallets, as they are (and become)
+    wallet_assets text[];
+    wallet_balances bigint[];
+    wallet_counts bigint[];
+    wallet_heads bytea[];
+    wallet_expired bigint[];
+    wallet_added integer[];
+    breakage_ids uuid[];        -- one breakage slot per asset
+    breakage_assets text[];
     breakage_slots smallint[];
-    breakage_bases bigint[];
+    breakage_sequences bigint[];
+    breakage_heads bytea[];
+    transaction_ids uuid[];
+    entry_transactions uuid[] := '{}';
+    entry_indexes smallint[] := '{}';
+    entry_accounts uuid[] := '{}';
+    entry_directions text[] := '{}';
+    entry_balances bigint[] := '{}';
+    entry_slots smallint[] := '{}';
+    entry_sequences bigint[] := '{}';
+    entry_amounts bigint[] := '{}';
+    entry_hashes bytea[] := '{}';
     slot_found smallint;
     sequence_base bigint;
+    head bytea;
+    w integer;
+    b integer;
     k integer;
 BEGIN
-    SELECT array_agg(l.id ORDER BY l.id) INTO lot_ids FROM lot l
+    SELECT array_agg(l.id ORDER BY l.wallet_id, l.expires_at, l.id),
+        array_agg(l.wallet_id ORDER BY l.wallet_id, l.expires_at, l.id),
+        array_agg(l.transaction_id ORDER BY l.wallet_id, l.expires_at, l.id),
+        array_agg(l.expires_at ORDER BY l.wallet_id, l.expires_at, l.id),
+        array_agg(l.remaining ORDER BY l.wallet_id, l.expires_at, l.id)
+    INTO lot_ids, lot_wallets, lot_origins, lot_expiries, lot_amounts
+    FROM lot l
     WHERE l.wallet_id = ANY(wallets) AND l.remaining > 0 AND l.expires_at <= at;
     IF lot_ids IS NULL THEN
         RETURN;
     END IF;
+    SELECT array_agg(a.id ORDER BY a.id), array_agg(a.asset ORDER BY a.id), array_agg(a.balance ORDER BY a.id),
+        array_agg(a.entry_count ORDER BY a.id), array_agg(a.ledger_head ORDER BY a.id)
+    INTO wallet_ids, wallet_assets, wallet_balances, wallet_counts, wallet_heads
+    FROM account a WHERE a.id = ANY(lot_wallets);
+    wallet_expired := array_fill(0::bigint, ARRAY[cardinality(wallet_ids)]);
+    wallet_added := array_fill(0, ARRAY[cardinality(wallet_ids)]);
     -- One breakage slot per asset, taken for all of that asset's expiries here.
-    SELECT array_agg(b.id ORDER BY b.id), array_agg(d.delta ORDER BY b.id), array_agg(d.entries ORDER BY b.id)
-    INTO breakage_ids, breakage_delta, breakage_entries
-    FROM (
-        SELECT l.asset, sum(l.remaining) AS delta, count(*)::integer AS entries
-        FROM (SELECT a.asset, o.remaining FROM lot o JOIN account a ON a.id = o.wallet_id
-              WHERE o.id = ANY(lot_ids)) l
-        GROUP BY l.asset
-    ) d JOIN account b ON b.asset = d.asset AND b.kind = 'breakage';
-    breakage_slots := array_fill(NULL::smallint, ARRAY[cardinality(breakage_ids)]);
-    breakage_bases := array_fill(NULL::bigint, ARRAY[cardinality(breakage_ids)]);
-    FOR k IN 1..cardinality(breakage_ids) LOOP
-        SELECT t.slot, t.last_sequence INTO slot_found, sequence_base
-        FROM ledger.take_slot(breakage_ids[k], breakage_delta[k], breakage_entries[k]) t;
-        breakage_slots[k] := slot_found;
-        breakage_bases[k] := sequence_base;
+    SELECT array_agg(b.id ORDER BY b.id), array_agg(b.asset ORDER BY b.id)
+    INTO breakage_ids, breakage_assets
+    FROM account b WHERE b.kind = 'breakage' AND b.asset = ANY(wallet_assets);
+    FOR b IN 1..cardinality(breakage_ids) LOOP
+        SELECT t.slot, t.last_sequence, t.head INTO slot_found, sequence_base, head
+        FROM ledger.take_slot(breakage_ids[b],
+            (SELECT sum(x.amount) FROM unnest(lot_wallets, lot_amounts) AS x(wallet, amount)
+             WHERE wallet_assets[array_position(wallet_ids, x.wallet)] = breakage_assets[b]),
+            (SELECT count(*)::integer FROM unnest(lot_wallets) AS x(wallet)
+             WHERE wallet_assets[array_position(wallet_ids, x.wallet)] = breakage_assets[b])) t;
         IF slot_found IS NULL THEN
-            RAISE EXCEPTION 'no slot of breakage account % has room for %', breakage_ids[k], breakage_delta[k]
-                USING ERRCODE = 'WL001';
+            RAISE EXCEPTION 'no slot of breakage account % has room', breakage_ids[b] USING ERRCODE = 'WL001';
         END IF;
+        breakage_slots[b] := slot_found;
+        breakage_sequences[b] := sequence_base;
+        breakage_heads[b] := head;
     END LOOP;
 
+    -- Each lot's transaction: the wallet's debit entry, then the breakage slot's credit entry,
+    -- each the next link of its chain.
+    FOR k IN 1..cardinality(lot_ids) LOOP
+        w := array_position(wallet_ids, lot_wallets[k]);
+        b := array_position(breakage_assets, wallet_assets[w]);
+        transaction_ids[k] := ledger.uuid7(at);
+        wallet_balances[w] := wallet_balances[w] - lot_amounts[k];
+        wallet_counts[w] := wallet_counts[w] + 1;
+        wallet_expired[w] := wallet_expired[w] + lot_amounts[k];
+        wallet_added[w] := wallet_added[w] + 1;
+        wallet_heads[w] := ledger.entry_hash(wallet_heads[w], transaction_ids[k], wallet_ids[w], 'debit',
+            lot_amounts[k], wallet_balances[w], wallet_assets[w], NULL, wallet_counts[w], at);
+        breakage_sequences[b] := breakage_sequences[b] + 1;
+        breakage_heads[b] := ledger.entry_hash(breakage_heads[b], transaction_ids[k], breakage_ids[b], 'credit',
+            lot_amounts[k], NULL, wallet_assets[w], breakage_slots[b], breakage_sequences[b], at);
+        entry_transactions := entry_transactions || transaction_ids[k] || transaction_ids[k];
+        entry_indexes := entry_indexes || 0::smallint || 1::smallint;
+        entry_accounts := entry_accounts || wallet_ids[w] || breakage_ids[b];
+        entry_directions := entry_directions || 'debit'::text || 'credit'::text;
+        entry_amounts := entry_amounts || lot_amounts[k] || lot_amounts[k];
+        entry_balances := entry_balances || wallet_balances[w] || NULL::bigint;
+        entry_slots := entry_slots || NULL::smallint || breakage_slots[b];
+        entry_sequences := entry_sequences || wallet_counts[w] || breakage_sequences[b];
+        entry_hashes := entry_hashes || wallet_heads[w] || breakage_heads[b];
+    END LOOP;
+
+    INSERT INTO transaction (id, type, asset, amount, wallet_id, reference, metadata, api_key_id, created_at)
+    SELECT transaction_ids[n], 'expiry', wallet_assets[array_position(wallet_ids, lot_wallets[n])], lot_amounts[n],
+        lot_wallets[n], NULL,
+        format('{"lot_expires_at":"%s","lot_transaction_id":"%s"}',
+            to_char(lot_expiries[n] AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'), lot_origins[n])::json,
+        NULL, at
+    FROM generate_subscripts(lot_ids, 1) AS n;
+    INSERT INTO entry (transaction_id, entry_index, account_id, direction, amount, balance_after, slot,
+        account_sequence, created_at, hash)
+    SELECT entry_transactions[n], entry_indexes[n], entry_accounts[n], entry_directions[n], entry_amounts[n],
+        entry_balances[n], entry_slots[n], entry_sequences[n], at, entry_hashes[n]
+    FROM generate_subscripts(entry_transactions, 1) AS n;
+    INSERT INTO event (id, type, subject_id, created_at, xid)
+    SELECT transaction_ids[n], 'transaction.posted', transaction_ids[n], at, pg_current_xact_id()
+    FROM generate_subscripts(transaction_ids, 1) AS n
+    ORDER BY n;
+    UPDATE lot l SET remaining = 0 WHERE l.id = ANY(lot_ids);
+    UPDATE account_slot s SET head = v.head
+    FROM unnest(breakage_ids, breakage_slots, breakage_heads) AS v(id, slot, head)
+    WHERE s.account_id = v.id AND s.slot = v.slot;
     RETURN QUERY
-    WITH due AS (
-        SELECT o.id, o.wallet_id, o.transaction_id AS credit_id, o.expires_at, o.remaining AS amount,
-            a.asset, ledger.uuid7(at) AS transaction_id,
-            a.balance - sum(o.remaining) OVER w AS balance_after,
-            a.entry_count + row_number() OVER w AS wallet_sequence,
-            array_position(breakage_ids, b.id) AS breakage,
-            row_number() OVER (PARTITION BY a.asset ORDER BY o.wallet_id, o.expires_at, o.id) AS asset_number
-        FROM lot o
-        JOIN account a ON a.id = o.wallet_id
-        JOIN account b ON b.asset = a.asset AND b.kind = 'breakage'
-        WHERE o.id = ANY(lot_ids)
-        WINDOW w AS (PARTITION BY o.wallet_id ORDER BY o.expires_at, o.id)
-    ), spent AS (
-        UPDATE lot l SET remaining = 0 FROM due d WHERE l.id = d.id
-    ), written_transactions AS (
-        INSERT INTO transaction (id, type, asset, amount, wallet_id, reference, metadata, api_key_id, created_at)
-        SELECT d.transaction_id, 'expiry', d.asset, d.amount, d.wallet_id, NULL,
-            format('{"lot_expires_at":"%s","lot_transaction_id":"%s"}',
-                to_char(d.expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'), d.credit_id)::json,
-            NULL, at
-        FROM due d
-    ), written_events AS (
-        INSERT INTO event (id, type, subject_id, created_at, xid)
-        SELECT d.transaction_id, 'transaction.posted', d.transaction_id, at, pg_current_xact_id() FROM due d
-        ORDER BY d.wallet_sequence, d.wallet_id
-    ), written_entries AS (
-        INSERT INTO entry (transaction_id, entry_index, account_id, direction, amount, balance_after, slot,
-            account_sequence, created_at)
-        SELECT d.transaction_id, 0, d.wallet_id, 'debit', d.amount, d.balance_after, NULL, d.wallet_sequence, at
-        FROM due d
-        UNION ALL
-        SELECT d.transaction_id, 1, breakage_ids[d.breakage], 'credit', d.amount, NULL,
-            breakage_slots[d.breakage], breakage_bases[d.breakage] + d.asset_number, at
-        FROM due d
-    ), per_wallet AS (
-        -- This statement sees the lots as they were: the next expiry is among the others.
-        SELECT d.wallet_id, sum(d.amount)::bigint AS amount, count(*)::integer AS entries,
-            (SELECT min(l.expires_at) FROM lot l
-             WHERE l.wallet_id = d.wallet_id AND l.remaining > 0 AND l.id <> ALL(lot_ids)) AS next_expiry
-        FROM due d GROUP BY d.wallet_id
-    ), moved_wallets AS (
+    WITH moved AS (
         UPDATE account a
-        SET balance = a.balance - w.amount, entry_count = a.entry_count + w.entries,
-            lot_expires_at = w.next_expiry, updated_at = greatest(a.updated_at, at)
-        FROM per_wallet w
-        WHERE a.id = w.wallet_id
+        SET balance = v.balance, entry_count = v.entries, ledger_head = v.head,
+            lot_expires_at = ledger.lot_soonest(a.id), updated_at = greatest(a.updated_at, at)
+        FROM unnest(wallet_ids, wallet_balances, wallet_counts, wallet_heads, wallet_expired, wallet_added)
+            AS v(id, balance, entries, head, expired, added)
+        WHERE a.id = v.id
+        RETURNING a.id, v.expired, v.added, a.lot_expires_at, a.ledger_head
     )
-    SELECT w.wallet_id, w.amount, w.entries, w.next_expiry FROM per_wallet w;
+    SELECT m.id, m.expired, m.added, m.lot_expires_at, m.ledger_head::bytea FROM moved m;
 END
 $$;
 
@@ -164,7 +205,8 @@ $$;
 
 -- Wallets as the API shows them: `held` counts only pending holds not past their expiry (a
 -- wallet's holds past it count as expired at once, marked or not), and the next expiry is the
--- soonest unexpired open lot (with every lot expiring at that instant).
+-- soonest unexpired open lot (with every lot expiring at that instant); the head of its hash
+-- chain (chains.sql) is the hash of its last entry and how many entries it has.
 CREATE VIEW ledger.wallet AS
 SELECT a.id, a.owner_id, a.asset, a.balance,
     CASE WHEN a.hold_expires_at <= now() THEN (
@@ -172,6 +214,7 @@ SELECT a.id, a.owner_id, a.asset, a.balance,
         WHERE h.wallet_id = a.id AND h.status = 'pending' AND h.expires_at > now()
     ) ELSE a.held END AS held,
     n.amount AS next_expiry_amount, n.expires_at AS next_expiry_at,
+    encode(a.ledger_head, 'hex') AS ledger_head_hash, a.entry_count AS ledger_head_entries,
     a.created_at, a.updated_at
 FROM account a
 LEFT JOIN LATERAL (

@@ -97,6 +97,12 @@ DECLARE
     wallet_hold_expires_at timestamptz[];
     wallet_held_before bigint[];
     wallet_lot_at timestamptz[];  -- the soonest expiry of the wallet's open lots
+    wallet_head bytea[];        -- the hash of the wallet's last entry (its chain, chains.sql)
+    system_head bytea[];        -- per system account moved: the hash of its slot's last entry
+    entry_position integer[];   -- per entry: its wallet's position (0: a system account's)
+    entry_asset text[];
+    entry_hash bytea[];
+    slot_head bytea;
     wallet_expiring bigint[];   -- given back in this call to lots that have expired: not available
     lots_active boolean;        -- the group does lot work (else none of its wallets has lots)
     lot_ids bigint[];           -- the lots of the group's wallets: the open ones, and those
@@ -245,15 +251,17 @@ BEGIN
         SELECT array_agg(l.asset ORDER BY g.position), array_agg(l.balance ORDER BY g.position),
             array_agg(l.entry_count ORDER BY g.position), array_agg(l.held ORDER BY g.position),
             array_agg(l.hold_expires_at ORDER BY g.position), array_agg(l.lot_expires_at ORDER BY g.position),
+            array_agg(l.ledger_head ORDER BY g.position),
             greatest(clock_timestamp(), max(l.updated_at) + interval '1 microsecond'),
             (SELECT array_agg(a.asset || ':' || a.kind ORDER BY a.id) FROM account a WHERE a.kind <> 'user'),
             (SELECT array_agg(a.id ORDER BY a.id) FROM account a WHERE a.kind <> 'user')
-        INTO wallet_asset, wallet_balance, wallet_entries, wallet_held, wallet_hold_expires_at, wallet_lot_at, created,
+        INTO wallet_asset, wallet_balance, wallet_entries, wallet_held, wallet_hold_expires_at, wallet_lot_at,
+            wallet_head, created,
             system_key, system_id
         FROM generate_series(1, cardinality(wallet_ids)) AS g(position)
         LEFT JOIN (
             SELECT u.position, a.asset, a.balance, a.entry_count, a.held, a.hold_expires_at, a.lot_expires_at,
-                a.updated_at
+                a.ledger_head, a.updated_at
             FROM unnest(wallet_ids) WITH ORDINALITY AS u(id, position)
             JOIN account a ON a.id = u.id AND a.kind = 'user'
             ORDER BY a.id
@@ -263,15 +271,17 @@ BEGIN
         SELECT array_agg(l.asset ORDER BY g.position), array_agg(l.balance ORDER BY g.position),
             array_agg(l.entry_count ORDER BY g.position), array_agg(l.held ORDER BY g.position),
             array_agg(l.hold_expires_at ORDER BY g.position), array_agg(l.lot_expires_at ORDER BY g.position),
+            array_agg(l.ledger_head ORDER BY g.position),
             greatest(clock_timestamp(), max(l.updated_at) + interval '1 microsecond'),
             (SELECT array_agg(a.asset || ':' || a.kind ORDER BY a.id) FROM account a WHERE a.kind <> 'user'),
             (SELECT array_agg(a.id ORDER BY a.id) FROM account a WHERE a.kind <> 'user')
-        INTO wallet_asset, wallet_balance, wallet_entries, wallet_held, wallet_hold_expires_at, wallet_lot_at, created,
+        INTO wallet_asset, wallet_balance, wallet_entries, wallet_held, wallet_hold_expires_at, wallet_lot_at,
+            wallet_head, created,
             system_key, system_id
         FROM generate_series(1, cardinality(wallet_ids)) AS g(position)
         LEFT JOIN (
             SELECT u.position, a.asset, a.balance, a.entry_count, a.held, a.hold_expires_at, a.lot_expires_at,
-                a.updated_at
+                a.ledger_head, a.updated_at
             FROM unnest(wallet_ids) WITH ORDINALITY AS u(id, position)
             JOIN account a ON a.id = u.id AND a.kind = 'user'
             ORDER BY a.id
@@ -309,6 +319,7 @@ BEGIN
             wallet_balance[k] := wallet_balance[k] - row.expired;
             wallet_entries[k] := wallet_entries[k] + row.entries;
             wallet_lot_at[k] := row.lot_expires_at;
+            wallet_head[k] := row.ledger_head;
         END LOOP;
     END IF;
     -- The holds the captures take, and the transactions the reversals reverse, locked in id order.
@@ -391,6 +402,7 @@ BEGIN
     system_delta := array_fill(0::numeric, ARRAY[cardinality(system_id)]);
     system_entries := array_fill(0, ARRAY[cardinality(system_id)]);
     system_slot := array_fill(NULL::smallint, ARRAY[cardinality(system_id)]);
+    system_head := array_fill(NULL::bytea, ARRAY[cardinality(system_id)]);
 
     -- 3. Each posting of the items to post, item by item: at an item's first posting, check
     -- its wallets and asset; then move the working balances; on a decline, put them back.
@@ -512,6 +524,8 @@ BEGIN
             entry_index[entry_count] := entry_count - saved_entry_count - 1;
             entry_direction[entry_count] := CASE side WHEN 1 THEN 'debit' ELSE 'credit' END;
             entry_amount[entry_count] := amount;
+            entry_asset[entry_count] := item_asset[i];
+            entry_position[entry_count] := account;
             IF account = 0 THEN
                 k := array_position(system_key,
                     item_asset[i] || ':' || CASE side WHEN 1 THEN posting_debit_systems[p] ELSE posting_credit_systems[p] END);
@@ -697,7 +711,7 @@ BEGIN
     -- 4. A slot of each system account moved, with room for the group's net amount.
     FOR k IN 1..cardinality(system_id) LOOP
         CONTINUE WHEN system_entries[k] = 0;
-        SELECT t.slot, t.last_sequence INTO slot_found, sequence_base
+        SELECT t.slot, t.last_sequence, t.head INTO slot_found, sequence_base, slot_head
         FROM ledger.take_slot(system_id[k], system_delta[k], system_entries[k]) t;
         IF slot_found IS NULL THEN
             IF item_count > 1 THEN
@@ -718,12 +732,26 @@ BEGIN
         END IF;
         system_slot[k] := slot_found;
         system_entries[k] := sequence_base;  -- from here on: the slot's last account_sequence
+        system_head[k] := slot_head;         -- and its chain's head
     END LOOP;
+    -- Each entry's number in its slot (a wallet's are numbered already), and its hash: the next
+    -- link of its wallet's or slot's chain.
     FOR p IN 1..entry_count LOOP
         k := entry_system[p];
-        CONTINUE WHEN k = 0;
-        system_entries[k] := system_entries[k] + 1;
-        entry_sequence[p] := system_entries[k];
+        IF k = 0 THEN
+            account := entry_position[p];
+            wallet_head[account] := ledger.entry_hash(wallet_head[account], entry_transaction[p], entry_accounts[p],
+                entry_direction[p], entry_amount[p], entry_balances[p], entry_asset[p], NULL, entry_sequence[p],
+                created);
+            entry_hash[p] := wallet_head[account];
+        ELSE
+            system_entries[k] := system_entries[k] + 1;
+            entry_sequence[p] := system_entries[k];
+            system_head[k] := ledger.entry_hash(system_head[k], entry_transaction[p], entry_accounts[p],
+                entry_direction[p], entry_amount[p], NULL, entry_asset[p], system_slot[k], entry_sequence[p],
+                created);
+            entry_hash[p] := system_head[k];
+        END IF;
     END LOOP;
 
     -- 5. Write the posted items' captured holds, wallets, transactions and entries, and the
@@ -748,13 +776,15 @@ BEGIN
         entry_balances := entry_balances[1:entry_count];
         UPDATE account a
         SET balance = w.balance, entry_count = w.entries, held = w.held, lot_expires_at = w.lot_at,
+            ledger_head = w.head,
             hold_expires_at = CASE
                 WHEN w.held = 0 THEN NULL
                 WHEN w.held = w.held_before AND a.hold_expires_at > created THEN a.hold_expires_at
                 ELSE (SELECT min(h.expires_at) FROM hold h WHERE h.wallet_id = a.id AND h.status = 'pending') END,
             updated_at = created
-        FROM unnest(wallet_ids, wallet_balance, wallet_entries, wallet_held, wallet_held_before, wallet_lot_at)
-            AS w(id, balance, entries, held, held_before, lot_at)
+        FROM unnest(wallet_ids, wallet_balance, wallet_entries, wallet_held, wallet_held_before, wallet_lot_at,
+                wallet_head)
+            AS w(id, balance, entries, held, held_before, lot_at, head)
         WHERE a.id = w.id AND (w.id = ANY(entry_accounts) OR w.held <> w.held_before);
     END IF;
     IF entry_count > 0 THEN
@@ -766,10 +796,13 @@ BEGIN
         FROM generate_subscripts(item_transaction_ids, 1) AS n
         WHERE item_state[n] = 'posted';
         INSERT INTO entry (transaction_id, entry_index, account_id, direction, amount, balance_after, slot,
-            account_sequence, created_at)
+            account_sequence, created_at, hash)
         SELECT entry_transaction[n], entry_index[n], entry_accounts[n], entry_direction[n], entry_amount[n],
-            entry_balances[n], system_slot[nullif(entry_system[n], 0)], entry_sequence[n], created
+            entry_balances[n], system_slot[nullif(entry_system[n], 0)], entry_sequence[n], created, entry_hash[n]
         FROM generate_series(1, entry_count) AS n;
+        UPDATE account_slot s SET head = v.head
+        FROM unnest(system_id, system_slot, system_head) AS v(id, slot, head)
+        WHERE v.slot IS NOT NULL AND s.account_id = v.id AND s.slot = v.slot;
     END IF;
     IF entry_count > 0 THEN  -- the events: the posted transactions, and the holds captured
         INSERT INTO event (id, type, subject_id, created_at, xid)

@@ -5,10 +5,11 @@
 -- Takes a slot of the system account with room for `delta` (its balance stays within
 -- +-balance_max) and moves it: from a random slot on, the first whose advisory lock (for this
 -- transaction) is free; when every slot is held, waits for the first with room. Returns the slot
--- and the account_sequence of its last entry before these `entries`; slot NULL when no slot has
--- room. The caller numbers its entries last_sequence + 1 ..
+-- the account_sequence of its last entry before these `entries` and the hash of that entry (the
+-- slot's chain head, ledger/sql/chains.sql); slot NULL when no slot has room. The caller numbers
+-- its entries last_sequence + 1 .., chains them on from `head` and writes the slot's new head.
 CREATE FUNCTION ledger.take_slot(account_id uuid, delta numeric, entries integer,
-    OUT slot smallint, OUT last_sequence bigint)
+    OUT slot smallint, OUT last_sequence bigint, OUT head bytea)
 LANGUAGE plpgsql AS $$
 DECLARE
     first integer := floor(random() * ledger.slot_count())::integer;
@@ -20,7 +21,7 @@ BEGIN
         SET balance = s.balance + delta::bigint, entry_count = s.entry_count + entries
         WHERE s.account_id = take_slot.account_id AND s.slot = p % ledger.slot_count()
           AND s.balance + delta BETWEEN -ledger.balance_max() AND ledger.balance_max()
-        RETURNING s.slot, s.entry_count - entries INTO slot, last_sequence;
+        RETURNING s.slot, s.entry_count - entries, s.head INTO slot, last_sequence, head;
         IF FOUND THEN
             RETURN;
         END IF;
@@ -34,6 +35,6 @@ BEGIN
         ORDER BY o.slot < first, o.slot
         LIMIT 1
         FOR UPDATE)
-    RETURNING s.slot, s.entry_count - entries INTO slot, last_sequence;
+    RETURNING s.slot, s.entry_count - entries, s.head INTO slot, last_sequence, head;
 END
 $$;
