@@ -19,14 +19,15 @@ FIND_UV = if command -v uv >/dev/null 2>&1; then uv=uv; else \
 venv: $(VENV)/.installed
 
 # (Re)creates the environment when it is missing or not Python 3.11, then makes it match
-# the lock files exactly and installs the project itself in editable mode.
-$(VENV)/.installed: requirements-dev.lock requirements.lock pyproject.toml
+# the lock files exactly and installs the project itself and the Python client
+# (clients/python, whose only dependency, httpx, the dev lock has) in editable mode.
+$(VENV)/.installed: requirements-dev.lock requirements.lock pyproject.toml clients/python/pyproject.toml
 	set -e; $(FIND_UV); \
 	if ! $(VENV)/bin/python -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/null; then \
 		$$uv venv --clear $(VENV) --python $(PYTHON); \
 	fi; \
 	$$uv pip sync --python $(VENV)/bin/python requirements-dev.lock; \
-	$$uv pip install --python $(VENV)/bin/python --no-deps -e .; \
+	$$uv pip install --python $(VENV)/bin/python --no-deps -e . -e clients/python; \
 	touch $@
 
 run: venv
@@ -36,8 +37,9 @@ test: venv
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 lint: venv
-	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/ruff check src tests clients/python
 	$(VENV)/bin/mypy src
+	$(VENV)/bin/mypy --strict clients/python/src
 
 # Benchmark (not part of `make test`; see docs/benchmarks.md). Installs wrk with apt when it is
 # missing and the bench-only packages of requirements-bench.lock into the venv. BENCH_QUICK=1
@@ -58,7 +60,9 @@ lock:
 	$$uv pip compile --quiet pyproject.toml --generate-hashes --python-version 3.11 --no-emit-index-url \
 		-o requirements.lock; \
 	$$uv pip compile --quiet requirements-dev.in --generate-hashes --python-version 3.11 --no-emit-index-url \
-		-o requirements-dev.lock
+		-o requirements-dev.lock; \
+	$$uv pip compile --quiet clients/python/pyproject.toml --extra test --generate-hashes --python-version 3.11 \
+		--no-emit-index-url -o clients/python/requirements-test.lock
 
 # Keeps .wallet-data (the local database).
 clean:
