@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import httpx
+
 from wallet_client import AsyncWalletClient, RetryPolicy, WalletClient
 
 BASE_URL = "http://wallet.test"

@@ -8,8 +8,9 @@ from datetime import UTC, datetime
 
 import httpx
 import pytest
-import wallet_client
 from client_fakes import WALLET_ID, FakeClock, FakeTimeClient, Script, problem, transaction_document
+
+import wallet_client
 from wallet_client import errors
 from wallet_client.retry import parse_retry_after
 

@@ -16,6 +16,7 @@ from client_fakes import (
     problem,
     transaction_document,
 )
+
 from wallet_client import (
     InsufficientFunds,
     InternalError,

@@ -77,7 +77,7 @@ class WalletClient:
 
     `timeout_seconds` bounds each attempt; `retry` (a `RetryPolicy`) bounds the attempts of a
     call and the time they may take together. `transport` is handed to httpx (tests, proxies).
-    Use it as a context manager, or call `close()`. A client is safe to share between threads.
+    Use it as a context manager, or call `close()`.
     """
 
     def __init__(
