@@ -65,8 +65,7 @@ def stopped_embedded_directory(embedded_directory: Path) -> Iterator[Path]:
 
 
 def stop_embedded(data_dir: Path, mode: str = "fast") -> None:
-    cluster_dir = data_dir / embedded.CLUSTER_DIRECTORY_NAME
-    embedded.EmbeddedPostgres(cluster_dir, cluster_dir).stop(mode)
+    embedded.stop_cluster(data_dir, mode)
 
 
 @pytest.fixture
