@@ -37,7 +37,7 @@ test: venv
 
 lint: venv
 	$(VENV)/bin/ruff check src tests
-	$(VENV)/bin/mypy src
+	$(VENV)/bin/mypy src tests
 
 # Benchmark (not part of `make test`; see docs/benchmarks.md). Installs wrk with apt when it is
 # missing and the bench-only packages of requirements-bench.lock into the venv. BENCH_QUICK=1
