@@ -159,7 +159,10 @@ def post_json(
     all_headers: dict[str, str | bytes] = {"Content-Type": "application/json", **headers}
     if key is not None:
         all_headers["Idempotency-Key"] = key
-    encoded = [(name.encode(), value if isinstance(value, bytes) else value.encode()) for name, value in all_headers.items()]
+    encoded = [
+        (name.encode(), value if isinstance(value, bytes) else value.encode())
+        for name, value in all_headers.items()
+    ]
     return client.post(path, content=content, headers=encoded)
 
 
