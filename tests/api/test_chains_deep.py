@@ -37,7 +37,7 @@ def _item(chooser: random.Random, wallets: list[str]) -> dict[str, Any]:
     else:
         item["wallet_id"] = source
     if kind in ("topup", "bonus") and chooser.random() < 0.5:
-        item["expires_at"] = (datetime.now(UTC) + timedelta(seconds=chooser.uniform(1, 4))).isoformat()
+        item["expires_at"] = (datetime.now(UTC) + timedelta(seconds=chooser.uniform(4, 10))).isoformat()
     return item
 
 
