@@ -5,20 +5,26 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.parse
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 import httpx
 import pytest
+
+if TYPE_CHECKING:
+    from wallet.db.embedded import EmbeddedPostgres
 
 WALLET = str(Path(sys.executable).with_name("wallet"))
 SERVER_START_TIMEOUT_SECONDS = 30.0
@@ -302,3 +308,18 @@ async def fund_wallet(database_url: str, wallet_id: str, total: int) -> None:
             assert all(outcome.result is posting.Result.POSTED for outcome in outcomes), outcomes[:3]
     finally:
         await connection.close()
+
+
+@contextmanager
+def scratch_cluster(prefix: str, stop_mode: str = "fast") -> Iterator[tuple[Path, EmbeddedPostgres]]:
+    """An embedded PostgreSQL of a test's own: its data directory (under /tmp, not pytest's
+    private base directory, which the server's system user cannot enter when the tests run as
+    root) and the running server; stopped and removed at the end."""
+    from wallet.db import embedded
+
+    data_dir = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield data_dir, embedded.start(data_dir)
+    finally:
+        embedded.stop_cluster(data_dir, stop_mode)
+        shutil.rmtree(data_dir, ignore_errors=True)
