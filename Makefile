@@ -38,8 +38,8 @@ test: venv
 
 lint: venv
 	$(VENV)/bin/ruff check src tests clients/python
-	$(VENV)/bin/mypy src
-	$(VENV)/bin/mypy --strict clients/python/src
+	$(VENV)/bin/mypy src tests
+	cd clients/python && $(CURDIR)/$(VENV)/bin/mypy src tests
 
 # Benchmark (not part of `make test`; see docs/benchmarks.md). Installs wrk with apt when it is
 # missing and the bench-only packages of requirements-bench.lock into the venv. BENCH_QUICK=1

@@ -121,7 +121,7 @@ def pgbench_binary() -> Path:
 async def postmaster_process_id(server: DatabaseServer) -> int | None:
     """The server's postmaster, when it runs on this machine and its data directory is readable."""
     if server.embedded_server is not None:
-        data_dir = server.embedded_server.data_dir
+        data_dir = server.embedded_server.cluster_dir
     else:
         async with connect(server.maintenance_url) as connection:
             data_dir = Path(await connection.fetchval("SHOW data_directory"))

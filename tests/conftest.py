@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 import urllib.parse
 import uuid
 from collections.abc import Callable, Iterator
@@ -19,12 +18,13 @@ from support import (
     PGBOUNCER_SERVER_ENVIRONMENT,
     Server,
     maintenance,
+    scratch_cluster,
     set_role_timeouts,
     start_server,
     wallet_command,
     with_database,
 )
-from wallet.db import embedded, migrate
+from wallet.db import migrate
 
 TEMPLATE_DATABASE = f"wallet_test_template_{os.getpid()}"
 
@@ -112,13 +112,8 @@ def server_url() -> Iterator[str]:
     if external:
         yield external
         return
-    data_dir = Path(tempfile.mkdtemp(prefix="wallet-test-postgres-"))
-    server = embedded.start(data_dir)
-    try:
+    with scratch_cluster("wallet-test-postgres-") as (_, server):
         yield server.url("postgres")
-    finally:
-        server.stop()
-        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

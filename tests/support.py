@@ -3,24 +3,38 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.parse
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 import httpx
 import pytest
 
+if TYPE_CHECKING:
+    from wallet.db.embedded import EmbeddedPostgres
+
 WALLET = str(Path(sys.executable).with_name("wallet"))
 SERVER_START_TIMEOUT_SECONDS = 30.0
+ACCESS_LINE_WAIT_SECONDS = 15.0
+# Generous timeouts for servers of the tests; a test passes smaller ones in its environment.
+SERVER_TIMEOUTS = {
+    "WALLET_TIMEOUT_MS_POOL_ACQUIRE": "10000",
+    "WALLET_TIMEOUT_MS_STATEMENT": "30000",
+    "WALLET_TIMEOUT_MS_LOCK": "20000",
+}
 # start_server's timeouts, plus what a server behind PgBouncer in transaction mode needs.
 PGBOUNCER_SERVER_ENVIRONMENT = {
     "WALLET_DATABASE_POOLER": "pgbouncer",
@@ -93,13 +107,31 @@ class Server:
         return httpx.AsyncClient(base_url=self.base_url, headers=headers, limits=limits, **options)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=5)
+        stop_process(self.process)
+
+    def log_lines(self, request_id: str, timeout: float = ACCESS_LINE_WAIT_SECONDS) -> list[dict[str, Any]]:
+        """The server's log lines of one request, once its access line (event `request`, written
+        just after the response) is there, or whatever there is after `timeout`."""
+        deadline = time.monotonic() + timeout
+        while True:
+            lines = [
+                record
+                for record in (
+                    json.loads(text)
+                    for text in self.log_path.read_text().splitlines()
+                    if text.startswith("{")
+                )
+                if record.get("request_id") == request_id
+            ]
+            if any(line.get("event") == "request" for line in lines) or time.monotonic() > deadline:
+                return lines
+            time.sleep(0.05)
+
+    def access_line(self, request_id: str) -> dict[str, Any]:
+        """The one access log line of the request."""
+        lines = [line for line in self.log_lines(request_id) if line.get("event") == "request"]
+        assert len(lines) == 1, f"access lines of request {request_id!r}: {lines}"
+        return lines[0]
 
 
 def server_of(request: pytest.FixtureRequest, direct: Server) -> Server:
@@ -130,6 +162,48 @@ def wallet_serve(port: int) -> list[str]:
     return [WALLET, "serve", "--port", str(port)]
 
 
+def spawn(command: list[str], environment: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    """Start `command` with its output (stdout and stderr) in log_path."""
+    with log_path.open("wb") as log:
+        return subprocess.Popen(command, env=environment, stdout=log, stderr=subprocess.STDOUT)
+
+
+def stop_process(process: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
+    """SIGTERM, then SIGKILL if it has not ended within `timeout`."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=5)
+
+
+def wait_until_ready(
+    process: subprocess.Popen[bytes],
+    base_url: str,
+    log_path: Path,
+    timeout: float = SERVER_START_TIMEOUT_SECONDS,
+    also: Callable[[], bool] = lambda: True,
+) -> float:
+    """Wait until the server's /readyz answers 200 (and `also()` is true); returns the seconds it
+    took. A process that exits, or is not ready in time (then stopped), fails with its log."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if process.poll() is not None:
+            raise AssertionError(f"wallet serve exited early:\n{log_path.read_text()}")
+        try:
+            ready = httpx.get(f"{base_url}/readyz", timeout=1.0).status_code == 200
+        except httpx.TransportError:
+            ready = False
+        if ready and also():
+            return time.monotonic() - started
+        time.sleep(0.05)
+    stop_process(process)
+    raise AssertionError(f"wallet serve did not become ready:\n{log_path.read_text()}")
+
+
 def start_server(
     database_url: str,
     log_path: Path,
@@ -142,26 +216,12 @@ def start_server(
     environment = {
         **os.environ,
         "WALLET_DATABASE_URL": database_url,
-        "WALLET_TIMEOUT_MS_POOL_ACQUIRE": "10000",
-        "WALLET_TIMEOUT_MS_STATEMENT": "30000",
-        "WALLET_TIMEOUT_MS_LOCK": "20000",
+        **SERVER_TIMEOUTS,
         **(env or {}),
     }
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(command(port), env=environment, stdout=log, stderr=subprocess.STDOUT)
-    server = Server(database_url, port, process, admin_key, log_path)
-    deadline = time.monotonic() + SERVER_START_TIMEOUT_SECONDS
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"wallet serve exited early:\n{log_path.read_text()}")
-        try:
-            if httpx.get(f"{server.base_url}/readyz", timeout=1.0).status_code == 200:
-                return server
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    server.stop()
-    raise AssertionError(f"wallet serve did not become ready:\n{log_path.read_text()}")
+    server = Server(database_url, port, spawn(command(port), environment, log_path), admin_key, log_path)
+    wait_until_ready(server.process, server.base_url, log_path)
+    return server
 
 
 def new_wallet(client: httpx.Client, asset: str = "GOLD", owner_id: str | None = None) -> str:
@@ -248,3 +308,18 @@ async def fund_wallet(database_url: str, wallet_id: str, total: int) -> None:
             assert all(outcome.result is posting.Result.POSTED for outcome in outcomes), outcomes[:3]
     finally:
         await connection.close()
+
+
+@contextmanager
+def scratch_cluster(prefix: str, stop_mode: str = "fast") -> Iterator[tuple[Path, EmbeddedPostgres]]:
+    """An embedded PostgreSQL of a test's own: its data directory (under /tmp, not pytest's
+    private base directory, which the server's system user cannot enter when the tests run as
+    root) and the running server; stopped and removed at the end."""
+    from wallet.db import embedded
+
+    data_dir = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield data_dir, embedded.start(data_dir)
+    finally:
+        embedded.stop_cluster(data_dir, stop_mode)
+        shutil.rmtree(data_dir, ignore_errors=True)

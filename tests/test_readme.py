@@ -35,12 +35,18 @@ def test_readme_tour_runs_as_pasted(create_database: Callable[[], str], tmp_path
         output = result.stdout
         assert '"code":"insufficient_funds"' in output
         assert "idempotent-replayed: true" in output.lower()
-        assert '"ok":true' in output
+        assert output.count('"ok":true') == 2
+        assert '"type":"transaction.posted"' in output
         with server.client() as client:
             owners = {
                 owner: client.get("/v1/wallets", params={"owner_id": owner}).json()["data"][0]["balance"]
                 for owner in ("user-42", "user-43")
             }
-        assert owners == {"user-42": 50, "user-43": 40}
+            assets = client.get("/v1/ledger/balances").json()["data"]
+            carol = client.get("/v1/wallets", params={"owner_id": "user-44"}).json()["data"][0]
+        assert owners == {"user-42": 39, "user-43": 45}
+        (gold,) = (asset for asset in assets if asset["asset"] == "GOLD")
+        assert gold["system"] == {"treasury": -100, "bonus": -25, "revenue": 41, "breakage": 0}
+        assert carol["balance"] == 50 and carol["next_expiry"]["amount"] == 50
     finally:
         server.stop()

@@ -159,7 +159,11 @@ def post_json(
     all_headers: dict[str, str | bytes] = {"Content-Type": "application/json", **headers}
     if key is not None:
         all_headers["Idempotency-Key"] = key
-    return client.post(path, content=content, headers=all_headers)
+    encoded = [
+        (name.encode(), value if isinstance(value, bytes) else value.encode())
+        for name, value in all_headers.items()
+    ]
+    return client.post(path, content=content, headers=encoded)
 
 
 def assert_fixed_retry_goes_through(client: httpx.Client, kind: str, wallets: Wallets, key: str) -> None:
@@ -719,7 +723,7 @@ def test_fields_at_their_limits_are_accepted(client: httpx.Client, wallets: Wall
     metadata_4kib = {"pad": ""}
     metadata_4kib["pad"] = "m" * (4096 - len(json.dumps(metadata_4kib, separators=(",", ":"))))
     assert len(json.dumps(metadata_4kib, separators=(",", ":")).encode()) == 4096
-    bodies = [
+    bodies: list[dict[str, Any]] = [
         {"amount": 5, "reference": "r" * 128},
         {"amount": 5, "reference": "caf\u00e9 \u2603"},
         {"amount": 5, "metadata": metadata_4kib},

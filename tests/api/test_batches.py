@@ -136,7 +136,7 @@ def test_a_malformed_item_rejects_the_batch_and_nothing_moves(client: httpx.Clie
     assert problem["code"] == "validation_error"
     assert [error["loc"] for error in problem["errors"]] == [["body", "items", 1, "amount"]]
     assert balance(client, wallet) == 0
-    for malformed, location in (
+    cases: list[tuple[Any, list[Any]]] = [
         (
             {"op": "refund", "wallet_id": wallet, "amount": 1, "idempotency_key": "k"},
             ["body", "items", 1, "op"],
@@ -144,11 +144,13 @@ def test_a_malformed_item_rejects_the_batch_and_nothing_moves(client: httpx.Clie
         ({**items[0], "idempotency_key": ""}, ["body", "items", 1, "idempotency_key"]),
         ({**items[0], "extra": True}, ["body", "items", 1, "extra"]),
         (7, ["body", "items", 1]),
-    ):
+    ]
+    for malformed, location in cases:
         response = batch(client, [items[0], malformed])
         assert response.status_code == 422, response.text
         assert [error["loc"] for error in response.json()["errors"]] == [location], response.text
-    for body in ({"items": []}, {"items": {}}, {"things": []}, [], {"items": [items[0]] * 1001}):
+    bodies: list[Any] = [{"items": []}, {"items": {}}, {"things": []}, [], {"items": [items[0]] * 1001}]
+    for body in bodies:
         assert client.post("/v1/batches", json=body).status_code == 422, body
     assert balance(client, wallet) == 0
     items[1]["amount"] = 10  # the client fixes it and sends the same keys again: they were not claimed

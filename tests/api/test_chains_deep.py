@@ -1,5 +1,5 @@
 """A clean ledger verifies deep: 10,000 money movements in concurrent batches (top-ups and bonuses,
-some of them lots expiring during the run, spends and transfers), with holds placed, captured
+some of them lots that expire during or after the run, spends and transfers), with holds placed, captured
 and voided and reversals posted at the same time, leave every hash chain whole."""
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def _item(chooser: random.Random, wallets: list[str]) -> dict[str, Any]:
     else:
         item["wallet_id"] = source
     if kind in ("topup", "bonus") and chooser.random() < 0.5:
-        item["expires_at"] = (datetime.now(UTC) + timedelta(seconds=chooser.uniform(1, 4))).isoformat()
+        item["expires_at"] = (datetime.now(UTC) + timedelta(seconds=chooser.uniform(4, 10))).isoformat()
     return item
 
 
@@ -88,7 +88,12 @@ async def _mixed_movements(server: Server) -> int:
             asyncio.gather(*(batch(n) for n in range(BATCHES)), *(holds_and_reversals(n) for n in range(20))),
             GATHER_TIMEOUT_SECONDS,
         )
-        await asyncio.sleep(4)  # the last lots expire; a last spend of each wallet posts it
+        # One more lot that surely expires unused, then a last spend of each wallet posts what is due.
+        last_lot_expires = datetime.now(UTC) + timedelta(seconds=1)
+        last_lot = {"amount": 7, "expires_at": last_lot_expires.isoformat()}
+        given = await client.post(f"/v1/wallets/{wallets[0]}/bonus", json=last_lot, headers=_key())
+        assert given.status_code == 201, given.text
+        await asyncio.sleep(max(0.0, (last_lot_expires - datetime.now(UTC)).total_seconds() + 0.2))
         for wallet in wallets:
             await client.post(f"/v1/wallets/{wallet}/spend", json={"amount": 1}, headers=_key())
         return len(posted)
@@ -96,8 +101,8 @@ async def _mixed_movements(server: Server) -> int:
 
 def test_ten_thousand_mixed_movements_verify_deep(client: httpx.Client, server: Server) -> None:
     asyncio.run(_mixed_movements(server))
-    expiries = client.get("/v1/ledger/balances").json()
-    points = next(asset for asset in expiries["data"] if asset["asset"] == "POINTS")
+    balances = client.get("/v1/ledger/balances").json()
+    points = next(asset for asset in balances["data"] if asset["asset"] == "POINTS")
     assert points["system"]["breakage"] > 0, "some lots expired during the run"
     response = client.get("/v1/ledger/verify", params={"deep": "true"})
     assert response.status_code == 200, response.text

@@ -108,19 +108,6 @@ def closed_by_server(sock: socket.socket, timeout_seconds: float) -> bool:
     return False
 
 
-def log_lines(server: Server, request_id: str) -> list[dict[str, Any]]:
-    """The server's log lines of one request, once its access line (event `request`) is written."""
-    deadline = time.monotonic() + LOG_WAIT_SECONDS
-    while True:
-        lines = []
-        for text in server.log_path.read_text().splitlines():
-            if request_id in text:
-                lines.append(json.loads(text))
-        if any(line.get("event") == "request" for line in lines) or time.monotonic() > deadline:
-            return lines
-        time.sleep(0.05)
-
-
 def access_status(lines: list[dict[str, Any]]) -> int:
     statuses = [line["status"] for line in lines if line.get("event") == "request"]
     assert len(statuses) == 1, lines
@@ -212,7 +199,7 @@ def test_protocol_answers_carry_the_clients_request_id(server: Server) -> None:
     answer = exchange(server.port, request_head("GET", "/healthz", headers))
     assert_raw_problem(answer, 431, "headers_too_large")
     assert answer[1]["x-request-id"] == request_id
-    refused = [line for line in log_lines(server, request_id) if line.get("event") == "request"]
+    refused = [line for line in server.log_lines(request_id) if line.get("event") == "request"]
     assert [(line["status"], line["code"]) for line in refused] == [(431, "headers_too_large")]
 
 
@@ -314,7 +301,7 @@ def test_stalled_body_gets_408_after_the_body_timeout(impatient_server: Server) 
     assert answer[1]["x-request-id"] == request_id
     assert TIMEOUT_MS_REQUEST_BODY / 1000 * 0.9 <= seconds <= TIMEOUT_MS_REQUEST_BODY / 1000 + SLACK_SECONDS
     # The application, which was waiting for the body, logs the same status under the same id.
-    lines = log_lines(impatient_server, request_id)
+    lines = impatient_server.log_lines(request_id)
     assert access_status(lines) == 408
     assert not [line for line in lines if line.get("level") == "error"], lines
     with impatient_server.client() as client:
@@ -376,7 +363,7 @@ def test_broken_chunked_body_is_400_malformed_request(
         assert RANDOM_REQUEST_ID.fullmatch(request_id)
     assert_raw_problem(answer, 400, "malformed_request")
     assert answer[1]["x-request-id"] == request_id
-    assert access_status(log_lines(server, request_id)) == 400
+    assert access_status(server.log_lines(request_id)) == 400
     with server.client() as client:
         assert balance(client, wallet_id) == 100
 
@@ -454,7 +441,7 @@ def test_client_leaving_mid_body_is_not_a_server_error(server: Server) -> None:
     request_id = f"leaves-{uuid.uuid4()}"
     with socket.create_connection(("127.0.0.1", server.port), timeout=SOCKET_TIMEOUT_SECONDS) as sock:
         sock.sendall(spend_head(server, wallet_id, request_id) + b'{"amount": 5')  # 12 of 100, then gone
-    lines = log_lines(server, request_id)
+    lines = server.log_lines(request_id)
     assert access_status(lines) == 499, lines
     assert [line["event"] for line in lines] == ["client_disconnected", "request"], lines
     server_errors = [
@@ -543,7 +530,7 @@ def test_deep_nesting_is_a_422_with_one_log_line_not_a_traceback(
     response = client.post(f"/v1/wallets/{wallet_id}/topup", content=body, headers=headers)
     assert response.status_code == 422, response.text
     assert response.json()["errors"][0]["loc"] == ["body", "metadata"]
-    lines = log_lines(server, request_id)
+    lines = server.log_lines(request_id)
     assert access_status(lines) == 422
     assert len(lines) == 1, lines
     assert balance(client, wallet_id) == 0

@@ -7,18 +7,25 @@ import asyncio
 import json
 import os
 import re
-import subprocess
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import asyncpg
 import httpx
 import pytest
 
-from support import WALLET, Server, create_key, free_port, new_wallet, topup, wallet_command
+from support import (
+    WALLET,
+    Server,
+    create_key,
+    free_port,
+    new_wallet,
+    spawn,
+    topup,
+    wait_until_ready,
+    wallet_command,
+)
 
 SERVER_START_TIMEOUT_SECONDS = 30.0
 SAMPLE = re.compile(r'^(?P<name>[a-z_]+)(?:\{(?P<labels>(?:[^"}]|"(?:[^"\\]|\\.)*")*)\})? (?P<value>\S+)$')
@@ -56,19 +63,6 @@ def value(samples: Samples, name: str, **labels: str) -> float:
     return samples.get((name, frozenset(labels.items())), 0.0)
 
 
-def access_line(server: Server, request_id: str) -> dict[str, Any]:
-    """The access log line of one request; written right after its response, so waited for."""
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        for line in server.log_path.read_text().splitlines():
-            if line.startswith("{"):
-                record = json.loads(line)
-                if record.get("request_id") == request_id and record.get("event") == "request":
-                    return dict(record)
-        time.sleep(0.05)
-    raise AssertionError(f"no access log line with request_id {request_id!r}")
-
-
 def workers_started(log_path: Path) -> int:
     lines = log_path.read_text().splitlines()
     return sum('"Application startup complete."' in line for line in lines)
@@ -80,27 +74,11 @@ def start_workers(database_url: str, log_path: Path, workers: int, env: dict[str
     port = free_port()
     environment = {**os.environ, "WALLET_DATABASE_URL": database_url, **env}
     environment.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [WALLET, "serve", "--port", str(port), "--workers", str(workers)],
-            env=environment,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+    command = [WALLET, "serve", "--port", str(port), "--workers", str(workers)]
+    process = spawn(command, environment, log_path)
     server = Server(database_url, port, process, create_key(database_url, "admin"), log_path)
-    deadline = time.monotonic() + SERVER_START_TIMEOUT_SECONDS
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"wallet serve exited early:\n{log_path.read_text()}")
-        try:
-            ready = httpx.get(f"{server.base_url}/readyz", timeout=1.0).status_code == 200
-        except httpx.TransportError:
-            ready = False
-        if ready and workers_started(log_path) == workers:
-            return server
-        time.sleep(0.1)
-    server.stop()
-    raise AssertionError(f"wallet serve did not become ready:\n{log_path.read_text()}")
+    wait_until_ready(process, server.base_url, log_path, also=lambda: workers_started(log_path) == workers)
+    return server
 
 
 def worker_environments(parent_pid: int) -> list[dict[str, str]]:
@@ -170,7 +148,7 @@ def test_a_sane_request_id_is_echoed_and_logged(server: Server) -> None:
         )
     assert response.status_code == 201
     assert response.headers["x-request-id"] == request_id
-    line = access_line(server, request_id)
+    line = server.access_line(request_id)
     assert {key: line[key] for key in ("method", "route", "status", "level")} == {
         "method": "POST",
         "route": TOPUP_ROUTE,
@@ -185,7 +163,7 @@ def test_a_missing_request_id_is_generated_and_logged(server: Server) -> None:
     response = httpx.get(f"{server.base_url}/healthz", timeout=10)
     request_id = response.headers["x-request-id"]
     assert GENERATED_REQUEST_ID.fullmatch(request_id)
-    assert access_line(server, request_id)["route"] == "/healthz"
+    assert server.access_line(request_id)["route"] == "/healthz"
 
 
 @pytest.mark.parametrize(
@@ -194,11 +172,11 @@ def test_a_missing_request_id_is_generated_and_logged(server: Server) -> None:
     ids=["too-long", "not-ascii", "control-character", "empty"],
 )
 def test_an_insane_request_id_is_replaced(server: Server, sent: bytes) -> None:
-    response = httpx.get(f"{server.base_url}/healthz", headers={"X-Request-ID": sent}, timeout=10)
+    response = httpx.get(f"{server.base_url}/healthz", headers=[(b"X-Request-ID", sent)], timeout=10)
     assert response.status_code == 200
     request_id = response.headers["x-request-id"]
     assert GENERATED_REQUEST_ID.fullmatch(request_id), request_id
-    assert access_line(server, request_id)["status"] == 200
+    assert server.access_line(request_id)["status"] == 200
 
 
 def test_an_error_response_carries_the_request_id_too(server: Server) -> None:
@@ -206,7 +184,7 @@ def test_an_error_response_carries_the_request_id_too(server: Server) -> None:
         response = client.get("/v1/no-such-path", headers={"X-Request-ID": "missing-route-1"})
     assert response.status_code == 404
     assert response.headers["x-request-id"] == "missing-route-1"
-    assert access_line(server, "missing-route-1")["route"] == "unmatched"
+    assert server.access_line("missing-route-1")["route"] == "unmatched"
 
 
 # --- two workers ---------------------------------------------------------------------------------
@@ -286,7 +264,7 @@ def test_counters_add_up_across_two_workers(two_workers: Server) -> None:
         for name, labels in counted.values():
             assert value(after, name, **labels) - value(before, name, **labels) == REQUEST_COUNT, name
         assert value(after, "wallet_db_pool_connections", state="max") == 2 * 16  # both pools
-        scraped_by.add(access_line(two_workers, request_id)["pid"])
+        scraped_by.add(two_workers.access_line(request_id)["pid"])
         if len(scraped_by) == 2:
             break
     assert len(scraped_by) == 2, f"{SCRAPES_MAX} scrapes, all answered by worker {scraped_by}"

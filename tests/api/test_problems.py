@@ -12,8 +12,8 @@ from wallet.ledger import errors
 SQL_DIRECTORY = Path(errors.__file__).parent / "sql"
 
 
-def _subclasses(cls: type) -> set[type]:
-    found = set(cls.__subclasses__())
+def _subclasses(cls: type[errors.LedgerError]) -> set[type[errors.LedgerError]]:
+    found: set[type[errors.LedgerError]] = set(cls.__subclasses__())
     for subclass in list(found):
         found |= _subclasses(subclass)
     return found

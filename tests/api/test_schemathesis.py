@@ -93,7 +93,7 @@ def _has_float(value: Any) -> bool:
     return False
 
 
-def _explained_rejection(response: httpx.Response, case: schemathesis.Case) -> bool:
+def _explained_rejection(response: schemathesis.Response, case: schemathesis.Case[Any]) -> bool:
     if response.status_code != 422:
         return False
     document = response.json()
@@ -108,7 +108,7 @@ def _explained_rejection(response: httpx.Response, case: schemathesis.Case) -> b
 
 
 def schema_valid_request_accepted(
-    ctx: schemathesis.CheckContext, response: httpx.Response, case: schemathesis.Case
+    ctx: schemathesis.CheckContext, response: schemathesis.Response, case: schemathesis.Case[Any]
 ) -> bool | None:
     """Schemathesis's positive_data_acceptance, with the three exceptions of the module doc."""
     if case.meta is None or not case.meta.generation.mode.is_positive:
@@ -118,7 +118,7 @@ def schema_valid_request_accepted(
     raise AssertionError(f"a schema-valid request was rejected: {response.status_code} {response.text}")
 
 
-def _aim_at_funded_wallets(case: schemathesis.Case, wallets: tuple[str, str]) -> None:
+def _aim_at_funded_wallets(case: schemathesis.Case[Any], wallets: tuple[str, str]) -> None:
     if case.path_parameters and "wallet_id" in case.path_parameters:
         case.path_parameters["wallet_id"] = wallets[0]
     if case.path == "/v1/transfers" and isinstance(case.body, dict):
@@ -127,7 +127,7 @@ def _aim_at_funded_wallets(case: schemathesis.Case, wallets: tuple[str, str]) ->
 
 @schema.parametrize()
 def test_every_operation_conforms_to_the_schema(
-    case: schemathesis.Case, server: Server, funded_wallets: tuple[str, str]
+    case: schemathesis.Case[Any], server: Server, funded_wallets: tuple[str, str]
 ) -> None:
     headers = {"Authorization": f"Bearer {server.admin_key}"}
     positive = case.meta is not None and case.meta.generation.mode.is_positive

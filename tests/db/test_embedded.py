@@ -50,7 +50,7 @@ def psql(server: EmbeddedPostgres, sql: str, database: str = "wallet") -> str:
 
 
 def postmaster_process_id(server: EmbeddedPostgres) -> int:
-    return int((server.data_dir / "postmaster.pid").read_text().splitlines()[0])
+    return int((server.cluster_dir / "postmaster.pid").read_text().splitlines()[0])
 
 
 def server_user_id() -> int:
@@ -122,11 +122,11 @@ def test_start_accepts_connections_over_the_socket(shared_server: EmbeddedPostgr
 
 
 def test_cluster_layout_and_short_socket_path(shared_data_dir: Path, shared_server: EmbeddedPostgres) -> None:
-    assert shared_server.data_dir == shared_data_dir.resolve() / "pg"
-    assert shared_server.socket_dir == shared_server.data_dir
+    assert shared_server.cluster_dir == shared_data_dir.resolve() / "pg"
+    assert shared_server.socket_dir == shared_server.cluster_dir
     assert (shared_server.socket_dir / ".s.PGSQL.5432").is_socket()
-    assert (shared_server.data_dir / "server.log").stat().st_size > 0
-    assert shared_server.data_dir.stat().st_uid == server_user_id()
+    assert (shared_server.cluster_dir / "server.log").stat().st_size > 0
+    assert shared_server.cluster_dir.stat().st_uid == server_user_id()
 
 
 def test_server_settings(shared_server: EmbeddedPostgres) -> None:
@@ -192,7 +192,7 @@ def test_concurrent_starts_share_one_server(data_dir: Path) -> None:
 def test_stop_then_start_keeps_data(data_dir: Path, postgres_server: EmbeddedPostgres) -> None:
     psql(postgres_server, "CREATE TABLE kept (value text); INSERT INTO kept VALUES ('still here')")
     postgres_server.stop()
-    assert not (postgres_server.data_dir / "postmaster.pid").exists()
+    assert not (postgres_server.cluster_dir / "postmaster.pid").exists()
     postgres_server.stop()  # already stopped: no error
 
     restarted = start(data_dir)
@@ -204,7 +204,7 @@ def test_start_after_kill_9_of_the_postmaster(data_dir: Path, postgres_server: E
     process_id = postmaster_process_id(postgres_server)
     os.kill(process_id, signal.SIGKILL)
     wait_until_gone(process_id)
-    assert (postgres_server.data_dir / "postmaster.pid").exists()  # stale
+    assert (postgres_server.cluster_dir / "postmaster.pid").exists()  # stale
 
     restarted = start(data_dir)
     assert postmaster_process_id(restarted) != process_id

@@ -169,24 +169,6 @@ def proxy(server: Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         running.stop()
 
 
-def server_log_lines(server: Server, request_id: str) -> list[dict[str, Any]]:
-    lines = server.log_path.read_text().splitlines()
-    records = [json.loads(line) for line in lines if line.startswith("{")]
-    return [record for record in records if record.get("request_id") == request_id]
-
-
-def wait_for_access_line(server: Server, request_id: str) -> dict[str, Any]:
-    """The server's access log line of the request (written just after its response)."""
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        lines = [line for line in server_log_lines(server, request_id) if line.get("event") == "request"]
-        if lines:
-            assert len(lines) == 1, lines
-            return lines[0]
-        time.sleep(0.05)
-    raise AssertionError(f"no access log line with request_id {request_id}")
-
-
 def test_https_answers_through_the_proxy_with_hsts(proxy: Proxy) -> None:
     with proxy.client() as client:
         response = client.get("/healthz")
@@ -227,7 +209,7 @@ def test_forwarded_headers_and_request_id_reach_the_api(proxy: Proxy, server: Se
         response = client.post(f"/v1/wallets/{wallet_id}/topup", json={"amount": 5}, headers=headers)
     assert response.status_code == 201, response.text
     assert response.headers.get_list("x-request-id") == [request_id]
-    line = wait_for_access_line(server, request_id)
+    line = server.access_line(request_id)
     assert line["route"] == "/v1/wallets/{wallet_id}/topup"
     assert line["status"] == 201
     # nginx appended its peer to the client's X-Forwarded-For; the API trusts 127.0.0.1.
@@ -276,11 +258,11 @@ def test_bodies_over_64_kib_get_413_from_nginx(
     assert response.headers["x-request-id"] == request_id
     if answered_by_api:
         assert response.status_code == 422, response.text  # the reference is too long
-        assert wait_for_access_line(server, request_id)["status"] == 422
+        assert server.access_line(request_id)["status"] == 422
     else:
         assert response.status_code == 413
         assert response.json()["code"] == "payload_too_large"
-        assert server_log_lines(server, request_id) == []
+        assert server.log_lines(request_id, timeout=0) == []
 
 
 def test_metrics_are_not_published(proxy: Proxy, server: Server) -> None:

@@ -7,8 +7,6 @@ command: the same code, without a Python start-up per step."""
 from __future__ import annotations
 
 import asyncio
-import shutil
-import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -19,6 +17,7 @@ import httpx
 import pytest
 
 from faults.servers import ServerProcess
+from support import scratch_cluster
 from wallet import keys, seed
 from wallet.db import embedded, migrate
 
@@ -45,15 +44,10 @@ def embedded_directory() -> Iterator[Path]:
     """WALLET_DATA_DIR of an embedded PostgreSQL cluster of the fault tests' own, migrated and
     seeded. It lives under /tmp, not in pytest's private base directory, which the server's
     system user cannot enter when the tests run as root (see conftest.server_url)."""
-    data_dir = Path(tempfile.mkdtemp(prefix="wallet-fault-postgres-"))
-    try:
-        server = embedded.start(data_dir)
+    with scratch_cluster("wallet-fault-postgres-") as (data_dir, server):
         migrate.upgrade(server.url())
         asyncio.run(seed_database(server.url()))
         yield data_dir
-    finally:
-        stop_embedded(data_dir)
-        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 @pytest.fixture
@@ -65,8 +59,7 @@ def stopped_embedded_directory(embedded_directory: Path) -> Iterator[Path]:
 
 
 def stop_embedded(data_dir: Path, mode: str = "fast") -> None:
-    cluster_dir = data_dir / embedded.CLUSTER_DIRECTORY_NAME
-    embedded.EmbeddedPostgres(cluster_dir, cluster_dir).stop(mode)
+    embedded.stop_cluster(data_dir, mode)
 
 
 @pytest.fixture

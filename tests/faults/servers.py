@@ -5,21 +5,11 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 
-import httpx
+from support import SERVER_TIMEOUTS, WALLET, free_port, spawn, stop_process, wait_until_ready
 
-from support import WALLET, free_port
-
-READY_TIMEOUT_SECONDS = 30.0
 STOP_TIMEOUT_SECONDS = 20.0
-# Generous defaults, as support.start_server sets them; a test passes smaller ones in `env`.
-DEFAULT_ENVIRONMENT = {
-    "WALLET_TIMEOUT_MS_POOL_ACQUIRE": "10000",
-    "WALLET_TIMEOUT_MS_STATEMENT": "30000",
-    "WALLET_TIMEOUT_MS_LOCK": "20000",
-}
 
 
 class ServerProcess:
@@ -31,7 +21,7 @@ class ServerProcess:
         self.database_url = database_url
         self.log_dir = log_dir
         self.port = free_port()
-        self.environment = {**os.environ, **DEFAULT_ENVIRONMENT, **(env or {})}
+        self.environment = {**os.environ, **SERVER_TIMEOUTS, **(env or {})}
         if database_url is None:
             assert "WALLET_DATA_DIR" in self.environment
             self.environment.pop("WALLET_DATABASE_URL", None)
@@ -49,25 +39,9 @@ class ServerProcess:
         assert self.process is None or self.process.poll() is not None, "still running"
         self.starts += 1
         log_path = self.log_dir / f"server-{self.starts}.log"
-        started = time.monotonic()
-        with log_path.open("wb") as log:
-            self.process = subprocess.Popen(
-                [WALLET, "serve", "--port", str(self.port)],
-                env=self.environment,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        while time.monotonic() - started < READY_TIMEOUT_SECONDS:
-            if self.process.poll() is not None:
-                raise AssertionError(f"wallet serve exited early:\n{log_path.read_text()}")
-            try:
-                if httpx.get(f"{self.base_url}/readyz", timeout=1.0).status_code == 200:
-                    return time.monotonic() - started
-            except httpx.TransportError:
-                pass
-            time.sleep(0.05)
-        self.stop()
-        raise AssertionError(f"wallet serve did not become ready:\n{log_path.read_text()}")
+        command = [WALLET, "serve", "--port", str(self.port)]
+        self.process = spawn(command, self.environment, log_path)
+        return wait_until_ready(self.process, self.base_url, log_path)
 
     def kill(self) -> None:
         """SIGKILL: no shutdown of any kind, as when the machine or the container dies."""
@@ -85,14 +59,8 @@ class ServerProcess:
         return self.process.wait(timeout=STOP_TIMEOUT_SECONDS)
 
     def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=STOP_TIMEOUT_SECONDS)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=5)
+        if self.process is not None:
+            stop_process(self.process, STOP_TIMEOUT_SECONDS)
 
     def log_text(self) -> str:
         return "".join(

@@ -187,6 +187,7 @@ async def test_exhausted_pool_gives_503_after_the_acquire_timeout(
 ) -> None:
     server = one_connection_server
     fault_database = server.database_url
+    assert fault_database is not None
     accounts = await open_accounts(fault_database, server.base_url, wallet_count=2, funding=100)
     held_wallet, other_wallet = accounts.wallets
     held_key, other_key = f"held-{uuid.uuid4()}", f"starved-{uuid.uuid4()}"
@@ -218,6 +219,7 @@ async def test_connection_killed_mid_statement_gives_503_and_the_retry_applies_o
     503, and the retry with the same key either replays or, as here, applies it once."""
     server = one_connection_server
     fault_database = server.database_url
+    assert fault_database is not None
     accounts = await open_accounts(fault_database, server.base_url, wallet_count=1, funding=100)
     wallet_id, key = accounts.wallets[0], f"killed-{uuid.uuid4()}"
     async with client_of(server, accounts) as client:

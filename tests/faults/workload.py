@@ -68,12 +68,13 @@ def plan(wallets: list[str], count: int, seed: int) -> list[Operation]:
         kind = rng.choices(["topup", "spend", "transfer"], weights=[35, 35, 30])[0]
         amount = rng.randint(1, 100 if kind == "topup" else 150)
         if kind == "transfer":
-            source, target = rng.sample(wallets, 2)
-            body = {"from_wallet_id": source, "to_wallet_id": target, "amount": amount}
-            operations.append(Operation(key, kind, "/v1/transfers", body, source, target))
+            sender, receiver = rng.sample(wallets, 2)
+            body = {"from_wallet_id": sender, "to_wallet_id": receiver, "amount": amount}
+            operations.append(Operation(key, kind, "/v1/transfers", body, sender, receiver))
         else:
             wallet_id = rng.choice(wallets)
-            source, target = (None, wallet_id) if kind == "topup" else (wallet_id, None)
+            source: str | None = None if kind == "topup" else wallet_id
+            target: str | None = wallet_id if kind == "topup" else None
             path = f"/v1/wallets/{wallet_id}/{kind}"
             operations.append(Operation(key, kind, path, {"amount": amount}, source, target))
     return operations

@@ -13,12 +13,9 @@ package, so it is not marked `ha`.
 from __future__ import annotations
 
 import asyncio
-import shutil
-import tempfile
 import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import asyncpg
 import httpx
@@ -26,7 +23,8 @@ import pytest
 
 from faults.conftest import MakeServer, open_accounts, seed_database
 from faults.servers import ServerProcess
-from wallet.db import embedded, migrate
+from support import scratch_cluster
+from wallet.db import migrate
 
 pytestmark = [pytest.mark.timeout(120)]
 
@@ -36,15 +34,10 @@ WAIT_SECONDS = 20.0
 
 @pytest.fixture(scope="module")
 def database_url() -> Iterator[str]:
-    data_dir = Path(tempfile.mkdtemp(prefix="wallet-syncrep-postgres-"))
-    server = embedded.start(data_dir)
-    try:
+    with scratch_cluster("wallet-syncrep-postgres-", stop_mode="immediate") as (_, server):
         migrate.upgrade(server.url())
         asyncio.run(seed_database(server.url()))
         yield server.url()
-    finally:
-        server.stop("immediate")
-        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 async def set_synchronous_standby(database_url: str, names: str) -> None:

@@ -115,6 +115,8 @@ async def insert_a_balanced_fake_transaction(connection: asyncpg.Connection, wal
         WHERE a.kind = 'treasury' AND a.asset = 'GOLD' ORDER BY s.slot LIMIT 1
         """
     )
+    assert treasury_slot is not None
+
     fake = uuid.uuid4()
     api_key_id = await connection.fetchval("SELECT id FROM api_key LIMIT 1")
     await connection.execute(

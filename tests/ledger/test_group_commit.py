@@ -164,3 +164,50 @@ async def test_a_lone_request_does_not_wait_for_company(pool: asyncpg.Pool) -> N
         outcome = await committer.post(request(key_id, posting.topup(wallet, amount, None, None)))
         assert outcome.result is posting.Result.POSTED
     assert sizes == [1, 1, 1]
+
+
+async def test_a_wallet_this_process_is_posting_sends_its_next_requests_to_the_waiting_lane(
+    pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While a group on a wallet is in flight, the fast lane would only find the wallet locked and
+    defer what comes next for it: those requests go to the waiting lane at once and never make
+    the fast lane's round trip; other wallets' requests still take the fast lane."""
+    key_id = await api_key_id(pool)
+    hot, other = await wallets(pool, 2)
+    calls: list[tuple[bool, list[uuid.UUID]]] = []
+    first_call_started, release_first_call = asyncio.Event(), asyncio.Event()
+    real_post = posting.post
+
+    async def recording_post(
+        connection: Connection, requests: list[posting.Request], *, wait_for_locks: bool
+    ) -> list[posting.Outcome]:
+        calls.append((wait_for_locks, sorted({w for r in requests for w in r.movement.wallet_ids})))
+        if len(calls) == 1:
+            first_call_started.set()
+            await release_first_call.wait()
+        return list(await real_post(connection, requests, wait_for_locks=wait_for_locks))
+
+    async with pool.acquire() as connection:
+        await posting.post(
+            connection, [request(key_id, posting.topup(hot, 100, None, None))], wait_for_locks=True
+        )
+    monkeypatch.setattr(posting, "post", recording_post)
+    committer = GroupCommit(connections(pool), in_flight_max=4, group_size_max=64)
+    first = asyncio.create_task(committer.post(request(key_id, posting.spend(hot, 1, None, None))))
+    await asyncio.wait_for(first_call_started.wait(), WAIT_SECONDS)
+    followers = [
+        asyncio.create_task(committer.post(request(key_id, posting.spend(hot, 1, None, None))))
+        for _ in range(5)
+    ]
+    elsewhere = asyncio.create_task(committer.post(request(key_id, posting.topup(other, 7, None, None))))
+    assert (await asyncio.wait_for(elsewhere, WAIT_SECONDS)).result is posting.Result.POSTED
+    release_first_call.set()
+    outcomes = await asyncio.wait_for(asyncio.gather(first, *followers), WAIT_SECONDS)
+    await committer.close()
+    assert [outcome.result for outcome in outcomes] == [posting.Result.POSTED] * 6
+    assert calls[0] == (False, [hot]), calls
+    assert (False, [other]) in calls, calls
+    followers_calls = [call for call in calls[1:] if call != (False, [other])]
+    assert followers_calls and all(call == (True, [hot]) for call in followers_calls), calls
+    assert await balance(pool, hot) == 94
+    await assert_verified(pool)

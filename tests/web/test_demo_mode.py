@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,8 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from support import WALLET, free_port
-from wallet.db.embedded import EmbeddedPostgres
+from support import WALLET, free_port, spawn, stop_process, wait_until_ready
+from wallet.db import embedded
 
 START_TIMEOUT_SECONDS = 90.0
 STOP_TIMEOUT_SECONDS = 30.0
@@ -27,11 +25,10 @@ def data_dir() -> Iterator[Path]:
     """Under a fresh /tmp directory, not tmp_path: when the tests run as root, the server's
     system user cannot enter pytest's private base directory."""
     scratch_dir = Path(tempfile.mkdtemp(prefix="wallet-demo-test-", dir="/tmp"))
-    cluster_dir = scratch_dir / "wallet-data" / "pg"
     try:
         yield scratch_dir / "wallet-data"
     finally:
-        EmbeddedPostgres(cluster_dir, cluster_dir).stop("immediate")
+        embedded.stop_cluster(scratch_dir / "wallet-data", "immediate")
         shutil.rmtree(scratch_dir, ignore_errors=True)
 
 
@@ -41,33 +38,12 @@ def embedded_serve(data_dir: Path, log_path: Path) -> Iterator[str]:
     environment = {key: value for key, value in os.environ.items() if not key.startswith("WALLET_")}
     environment["WALLET_DATA_DIR"] = str(data_dir)
     base_url = f"http://127.0.0.1:{free_port()}"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [WALLET, "serve", "--port", base_url.rsplit(":", 1)[1]],
-            env=environment,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+    process = spawn([WALLET, "serve", "--port", base_url.rsplit(":", 1)[1]], environment, log_path)
     try:
-        wait_ready(process, base_url, log_path)
+        wait_until_ready(process, base_url, log_path, timeout=START_TIMEOUT_SECONDS)
         yield base_url
     finally:
-        process.terminate()
-        process.wait(timeout=STOP_TIMEOUT_SECONDS)
-
-
-def wait_ready(process: subprocess.Popen[bytes], base_url: str, log_path: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_SECONDS
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"wallet serve exited early:\n{log_path.read_text()}")
-        try:
-            if httpx.get(f"{base_url}/readyz", timeout=1.0).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    pytest.fail(f"wallet serve did not become ready:\n{log_path.read_text()}")
+        stop_process(process, STOP_TIMEOUT_SECONDS)
 
 
 def session_key(base_url: str) -> str:

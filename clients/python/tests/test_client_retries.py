@@ -12,12 +12,14 @@ from client_fakes import (
     FakeTimeAsyncClient,
     FakeTimeClient,
     Script,
+    Step,
     created,
     problem,
     transaction_document,
 )
 
 from wallet_client import (
+    BatchItem,
     InsufficientFunds,
     InternalError,
     RetryPolicy,
@@ -28,7 +30,7 @@ from wallet_client import (
     WalletUnavailable,
 )
 
-TRANSIENT = [
+TRANSIENT: list[Step] = [
     httpx.ConnectError("connection refused"),
     httpx.ReadTimeout("timed out"),
     httpx.RemoteProtocolError("Server disconnected without sending a response."),
@@ -214,7 +216,7 @@ def test_a_retried_batch_sends_every_item_with_the_key_it_had() -> None:
         ]
     }
     script = Script([httpx.RemoteProtocolError("lost"), httpx.Response(200, json=results)])
-    items = [TopUpItem(WALLET_ID, 100), SpendItem(WALLET_ID, 5000, idempotency_key="mine")]
+    items: list[BatchItem] = [TopUpItem(WALLET_ID, 100), SpendItem(WALLET_ID, 5000, idempotency_key="mine")]
     with FakeTimeClient(script, clock) as client:
         outcome = client.batch(items)
     first, second = (request.content for request in script.requests)

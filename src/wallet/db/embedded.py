@@ -92,7 +92,7 @@ class EmbeddedPostgresError(Exception):
 class EmbeddedPostgres:
     """Handle to a running embedded server; the server outlives the handle."""
 
-    data_dir: Path
+    cluster_dir: Path  # the PostgreSQL data directory: <data_dir>/pg
     socket_dir: Path
     # Whether the start() that made this handle started the server (rather than finding it
     # running): only its starter should stop a server that others may be using.
@@ -109,16 +109,26 @@ class EmbeddedPostgres:
         if mode not in STOP_MODES:
             message = f"stop mode must be one of {', '.join(STOP_MODES)}, not {mode!r}"
             raise ValueError(message)
-        if _read_postmaster(self.data_dir) is None:
+        if _read_postmaster(self.cluster_dir) is None:
             return
-        arguments = ["stop", "-D", str(self.data_dir), "-m", mode, "-w"]
+        arguments = ["stop", "-D", str(self.cluster_dir), "-m", mode, "-w"]
         arguments += ["-t", str(int(COMMAND_TIMEOUT_SECONDS))]
         pg_ctl = [_binary("pg_ctl"), *arguments]
         result = _run(pg_ctl, _server_account(), COMMAND_TIMEOUT_SECONDS + 10)
-        if result.returncode != 0 and _read_postmaster(self.data_dir) is not None:
-            summary = f"could not stop PostgreSQL in {self.data_dir}"
-            message = _failure_message(summary, result, self.data_dir)
+        if result.returncode != 0 and _read_postmaster(self.cluster_dir) is not None:
+            summary = f"could not stop PostgreSQL in {self.cluster_dir}"
+            message = _failure_message(summary, result, self.cluster_dir)
             raise EmbeddedPostgresError(message)
+
+
+def stop_cluster(data_dir: Path, mode: str = "fast") -> None:
+    """Stop the embedded server of `data_dir` (as given to `start`), if it runs; without a
+    handle, e.g. one a process that has gone left running."""
+    cluster_dir = data_dir.expanduser().resolve() / CLUSTER_DIRECTORY_NAME
+    postmaster = _read_postmaster(cluster_dir)
+    if postmaster is None:
+        return
+    EmbeddedPostgres(cluster_dir, postmaster.socket_dir or cluster_dir).stop(mode)
 
 
 def start(
@@ -397,7 +407,7 @@ def _create_database(server: EmbeddedPostgres, database: str, account: _Account)
     result = _run(psql, account, COMMAND_TIMEOUT_SECONDS, CREATE_DATABASE_SCRIPT)
     if result.returncode != 0:
         summary = f"could not create database {database!r}"
-        message = _failure_message(summary, result, server.data_dir)
+        message = _failure_message(summary, result, server.cluster_dir)
         raise EmbeddedPostgresError(message)
 
 

@@ -13,6 +13,9 @@ Two lanes keep a held wallet from holding up everyone:
 - the waiting lane takes the deferred requests, grouped the same way, and posts them waiting for
   their wallets, at most `in_flight_max_waiting` groups at a time. Requests on a busy (hot)
   wallet still share its lock, one group at a time; a wallet held for long holds up only them.
+A request for a wallet that a group of this process is posting (or that waits in the waiting
+lane) goes to the waiting lane at once: the fast lane would only find it locked and defer it,
+a round trip for nothing. So the requests of a hot wallet cost one round trip each group, not two.
 
 Each request of a group keeps its own idempotency row, outcome and response; one's decline does
 not touch the others (ledger.post). Two requests with the same key never share a group: the
@@ -25,7 +28,9 @@ and nothing is lost or applied twice (a group that failed wrote nothing).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 
@@ -82,12 +87,34 @@ class GroupCommit:
         self._observe_waiting_on_locks = observe_waiting_on_locks or (lambda count: None)
         self._fast = _Lane(wait_for_locks=False, in_flight_max=in_flight_max)
         self._waiting = _Lane(wait_for_locks=True, in_flight_max=in_flight_max_waiting)
+        # Wallets of the requests in a group in flight (either lane) or queued in the waiting lane.
+        self._busy: Counter[uuid.UUID] = Counter()
 
     async def post(self, request: posting.Request) -> posting.Outcome:
         future: asyncio.Future[posting.Outcome] = asyncio.get_running_loop().create_future()
-        self._fast.waiting.append(_Waiting(request, future))
-        self._send(self._fast)
+        waiting = _Waiting(request, future)
+        if any(wallet_id in self._busy for wallet_id in request.movement.wallet_ids):
+            self._queue_waiting([waiting])
+        else:
+            self._fast.waiting.append(waiting)
+            self._send(self._fast)
         return await future
+
+    def _queue_waiting(self, entries: Sequence[_Waiting]) -> None:
+        """Into the waiting lane (its wallets busy until posted), which sends what it can."""
+        for waiting in entries:
+            self._waiting.waiting.append(waiting)
+            self._mark_busy([waiting], +1)
+        self._waiting.requests += len(entries)
+        self._observe_waiting_on_locks(self._waiting.requests)
+        self._send(self._waiting)
+
+    def _mark_busy(self, entries: Iterable[_Waiting], step: int) -> None:
+        for waiting in entries:
+            for wallet_id in waiting.request.movement.wallet_ids:
+                self._busy[wallet_id] += step
+                if self._busy[wallet_id] <= 0:
+                    del self._busy[wallet_id]
 
     async def close(self) -> None:
         """Wait for the groups in flight (the server stops taking requests first)."""
@@ -109,7 +136,9 @@ class GroupCommit:
         kept: list[_Waiting] = []
         for waiting in lane.waiting:
             if waiting.future.done():  # its request was cancelled: the client went away
-                lane.requests -= lane.wait_for_locks
+                if lane.wait_for_locks:
+                    lane.requests -= 1
+                    self._mark_busy([waiting], -1)
                 continue
             if len(group) < self._group_size_max and waiting.request.key not in keys:
                 keys.add(waiting.request.key)
@@ -126,12 +155,16 @@ class GroupCommit:
     async def _post_group(self, lane: _Lane, group: Sequence[_Waiting]) -> None:
         self._observe_group(len(group))
         requests = [waiting.request for waiting in group]
+        if not lane.wait_for_locks:  # a waiting-lane request is busy from its queueing on
+            self._mark_busy(group, +1)
         try:
             async with self._connection() as connection:
                 results = await post_each_on_failure(connection, requests, wait_for_locks=lane.wait_for_locks)
         except BaseException as error:  # handed to every request of the group
             results = [error] * len(group)
-        deferred = 0
+        finally:
+            self._mark_busy(group, -1)
+        deferred: list[_Waiting] = []
         for waiting, result in zip(group, results, strict=True):
             if waiting.future.done():
                 continue
@@ -139,14 +172,14 @@ class GroupCommit:
                 waiting.future.set_exception(result)
             elif result.result is posting.Result.DEFERRED:
                 assert not lane.wait_for_locks
-                self._waiting.waiting.append(waiting)
-                deferred += 1
+                deferred.append(waiting)
             else:
                 waiting.future.set_result(result)
         if lane.wait_for_locks:
             lane.requests -= len(group)
-        self._waiting.requests += deferred
-        if lane.wait_for_locks or deferred:
+        if deferred:
+            self._queue_waiting(deferred)
+        elif lane.wait_for_locks:
             self._observe_waiting_on_locks(self._waiting.requests)
             self._send(self._waiting)
 

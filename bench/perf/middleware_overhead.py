@@ -1,8 +1,8 @@
 """What RequestMiddleware (request id, metrics, access log line) adds to a request: a trivial ASGI
 app called in-process with and without it, logs written to stderr at info level.
 
-    .venv/bin/python tests/perf/middleware_overhead.py 2>/dev/null
-    PROMETHEUS_MULTIPROC_DIR=$(mktemp -d) .venv/bin/python tests/perf/middleware_overhead.py 2>/dev/null
+    .venv/bin/python bench/perf/middleware_overhead.py 2>/dev/null
+    PROMETHEUS_MULTIPROC_DIR=$(mktemp -d) .venv/bin/python bench/perf/middleware_overhead.py 2>/dev/null
 
 The second form measures prometheus_client's multiprocess mode (`wallet serve --workers N`).
 Prints microseconds per request, three rounds. Not part of the test suite.

@@ -1,4 +1,4 @@
--- wrk script for tests/perf/statement_cache.py: requests spread over many wallets.
+-- wrk script for bench/perf/statement_cache.py: requests spread over many wallets.
 -- Arguments (after --): mode (topup | read), a file of wallet ids (one a line), the API key, a run tag.
 local thread_count = 0
 

@@ -1,7 +1,7 @@
 """WALLET_STATEMENT_CACHE_SIZE=256 against 0 (what PgBouncer's transaction pooling needs), under a
 short local load: wrk against one `wallet serve` on 127.0.0.1, each setting in turn, in rounds.
 
-    .venv/bin/python tests/perf/statement_cache.py postgresql://postgres@127.0.0.1:5432/postgres
+    .venv/bin/python bench/perf/statement_cache.py postgresql://postgres@127.0.0.1:5432/postgres
 
 The URL names a maintenance database of a PostgreSQL server; a database of its own is created
 there and dropped at the end. Needs wrk. Prints requests/s and latency percentiles per run;
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import asyncpg
 
-TESTS = Path(__file__).resolve().parents[1]
+TESTS = Path(__file__).resolve().parents[2] / "tests"  # for tests/support.py
 sys.path.insert(0, str(TESTS))
 
 from support import new_wallet, start_server, wallet_command, with_database  # noqa: E402
