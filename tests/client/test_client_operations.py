@@ -82,6 +82,8 @@ def test_topup_bonus_spend_and_transfer_move_money(wallet: Any, client: httpx.Cl
     assert (transfer.type, transfer.wallet_id, transfer.balance_after) == ("transfer", source, 950)
     assert balance(client, source) == 950 and balance(client, target) == 40
     assert wallet.get_transaction(transfer.id) == transfer
+    head = wallet.get_wallet(source).ledger_head
+    assert head is not None and head.entries == 4 and len(head.hash) == 64
 
 
 def test_a_given_key_replays_the_first_answer(wallet: Any, client: httpx.Client) -> None:

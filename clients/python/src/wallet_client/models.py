@@ -72,8 +72,23 @@ class Expiry:
 
 
 @dataclass(frozen=True, slots=True)
+class LedgerHead:
+    """The head of a wallet's hash chain: the hex SHA-256 of its last entry and how many entries
+    the chain has. Recorded, it lets one show later that the history up to it was not rewritten
+    (`verify_ledger(deep=True)` checks every chain)."""
+
+    hash: str
+    entries: int
+
+    @classmethod
+    def from_document(cls, document: Document) -> LedgerHead:
+        return cls(str(document["hash"]), _integer(document["entries"]))
+
+
+@dataclass(frozen=True, slots=True)
 class Wallet:
-    """`available = balance - held`: what a debit may take."""
+    """`available = balance - held`: what a debit may take. `ledger_head` is None from a service
+    that does not send it."""
 
     id: str
     owner_id: str
@@ -82,6 +97,7 @@ class Wallet:
     held: int
     available: int
     next_expiry: Expiry | None
+    ledger_head: LedgerHead | None
     created_at: datetime
     updated_at: datetime
     raw: Document = field(repr=False, compare=False)
@@ -91,6 +107,7 @@ class Wallet:
         balance = _integer(document["balance"])
         held = _integer(document.get("held", 0))
         expiry = document.get("next_expiry")
+        head = document.get("ledger_head")
         return cls(
             id=document["id"],
             owner_id=document["owner_id"],
@@ -99,6 +116,7 @@ class Wallet:
             held=held,
             available=_integer(document.get("available", balance - held)),
             next_expiry=None if expiry is None else Expiry.from_document(expiry),
+            ledger_head=None if head is None else LedgerHead.from_document(head),
             created_at=timestamp(document["created_at"]),
             updated_at=timestamp(document["updated_at"]),
             raw=document,
