@@ -168,7 +168,7 @@ def test_503s_until_the_deadline_raise_wallet_unavailable(
     elapsed = time.monotonic() - started
 
     assert proxy.actions() == [UNAVAILABLE, UNAVAILABLE]
-    assert 1.0 <= elapsed < 1.5, elapsed
+    assert 1.0 <= elapsed < 2.0, elapsed  # a second 1 s wait would end at 2 s or later
     error = raised.value
     assert error.status == 503 and error.code == "unavailable" and error.attempts == 2
     assert error.problem["detail"].startswith("The proxy")
@@ -190,7 +190,7 @@ def test_answers_lost_until_the_deadline_raise_wallet_unavailable_and_the_same_k
     elapsed = time.monotonic() - started
 
     error = raised.value
-    assert elapsed < 1.0 + 0.5, elapsed
+    assert elapsed < 1.0 + 1.0, elapsed
     assert error.attempts == len(proxy.seen) >= 2
     assert {request.idempotency_key for request in proxy.seen} == {error.idempotency_key}
     assert "outcome is unknown" in str(error)
@@ -215,7 +215,7 @@ def test_attempts_that_time_out_stop_at_the_deadline(
         wallet.spend(wallet_id, 100)
     elapsed = time.monotonic() - started
 
-    assert 0.9 <= elapsed < 1.0 + 0.5, elapsed
+    assert 0.9 <= elapsed < 1.0 + 1.0, elapsed  # without the deadline: 10 attempts of 0.3 s
     assert isinstance(raised.value.__cause__, httpx.TimeoutException)
     assert raised.value.status is None and raised.value.attempts == len(proxy.seen) >= 3
     assert balance(client, wallet_id) == 1000  # the requests never reached the service
