@@ -315,9 +315,11 @@ def test_ledger_verify_passes_then_fails_after_a_balance_is_corrupted(
             assert exit_code == 1, broken
             assert broken["ok"] is False
             problems = broken["problems"]
-            assert [problem["invariant"] for problem in problems] == [2, 4], problems
+            kinds = [problem.get("invariant", problem.get("check")) for problem in problems]
+            assert kinds == [2, 4, "statements"], problems
             assert problems[0]["account_id"] == gold_b
             assert problems[1]["asset"] == "GOLD"
+            assert problems[2]["detail"].startswith(f"wallet {gold_b}: a statement until now closes at 25,")
             assert all(problem.get("detail") for problem in problems)
 
             over_http = client.get("/v1/ledger/verify").json()

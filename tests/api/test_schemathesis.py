@@ -41,13 +41,17 @@ BUSINESS_DECLINES = {"same_wallet", "asset_mismatch", "balance_limit_exceeded", 
 ACCEPTED_STATUSES = {200, 201, 401, 403, 404, 409}
 MONEY_MOVEMENTS = ("/topup", "/bonus", "/spend", "/v1/transfers", "/v1/journal")
 # Rules that span fields, or depend on the clock (an `expires_at` must lie ahead, at most 10
-# years), which a JSON Schema cannot state; their 422 explains the rejection.
+# years; a balance's `at` must not; a statement's `to` must come after its `from`), which a JSON
+# Schema cannot state; their 422 explains the rejection.
 CROSS_FIELD_RULES = (
     "a posting needs two different accounts",
     "at least one posting must debit or credit a wallet",
     "another item of the batch has this idempotency_key",
     "must be later than now",
     "years ahead",
+    "must not be in the future",  # balance?at=
+    "must be later than from",  # statement?from=&to=
+    "must be earlier than now",  # statement?from= with the default to
 )
 
 BUILD_SCHEMA = """

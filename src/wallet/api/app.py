@@ -21,7 +21,7 @@ from starlette.routing import Match, Mount
 
 from wallet import housekeeping, logs
 from wallet import metrics as service_metrics
-from wallet.api import events, holds, movements, schemas
+from wallet.api import events, holds, movements, schemas, statements
 from wallet.api.auth import KeyCache
 from wallet.api.deps import connection, pooled_connection
 from wallet.api.middleware import REQUEST_STATUS_SENT_BY_PROTOCOL, InstrumentedFastAPI
@@ -116,6 +116,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(movements.router)
     app.include_router(holds.router)
     app.include_router(events.router)
+    app.include_router(statements.router)
     app.include_router(router)
     app.include_router(web_router)
     _add_error_handlers(app)

@@ -38,6 +38,7 @@ PROBLEM_TYPES: dict[str, tuple[int | None, str]] = {
     "capture_exceeds_hold": (422, "Capture exceeds hold"),
     "reversal_exceeds_original": (409, "Reversal exceeds original"),
     "not_reversible": (422, "Not reversible"),
+    "statement_too_large": (422, "Statement too large"),
     "not_found": (404, "Not found"),
     "method_not_allowed": (405, "Method not allowed"),
     "headers_too_large": (431, "Request header fields too large"),

@@ -92,6 +92,19 @@ ExpiresAt = Annotated[
 ]
 
 
+Instant = Annotated[
+    datetime,
+    PlainValidator(_time.parse_timestamp),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "format": "date-time",
+            "description": "RFC 3339 with an offset, such as 2030-01-31T23:59:59Z.",
+        }
+    ),
+]
+
+
 class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -340,6 +353,24 @@ class Transaction(BaseModel):
 class TransactionPage(BaseModel):
     data: list[Transaction]
     next_cursor: str | None
+
+
+class BalanceAt(BaseModel):
+    wallet_id: uuid.UUID
+    at: str = Field(description="The instant asked for, in UTC.")
+    balance: int = Field(description="After every transaction at or before `at`; 0 before the first.")
+
+
+class Statement(BaseModel):
+    wallet_id: uuid.UUID
+    asset: str
+    from_: str = Field(alias="from", description="Transactions at or after this instant, in UTC.")
+    to: str = Field(description="And before this one (the time of the request when not given).")
+    opening_balance: int = Field(description="The balance just before `from`.")
+    closing_balance: int = Field(description="opening_balance + total_credits - total_debits.")
+    total_credits: int = Field(description="The sum of the wallet's credit entries in the window.")
+    total_debits: int = Field(description="The sum of the wallet's debit entries in the window.")
+    transactions: list[Transaction] = Field(description="Oldest first, each once.")
 
 
 class Verification(BaseModel):

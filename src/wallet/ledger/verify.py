@@ -21,6 +21,12 @@ Checks of the ledger's own bookkeeping:
   no gap or repeat, n is the count the account keeps, and a wallet's entries never go back in
   time;
 - balance_after: each wallet entry's balance_after is the one before it plus or minus its amount;
+- statements: a statement until now closes at the wallet's balance: the balance_after of the
+  wallet's last entry in time order, read through entry_wallet_index as statements and balances
+  at a time read it (ledger/statements.py), is its stored balance (0 with no entry). One index
+  lookup per wallet. Statements read the entries with a balance_after, which are those with no
+  slot (a CHECK constraint), the entries the sequence and balance_after checks read: with them,
+  `opening + credits - debits = closing` holds for every window;
 - lots: what a wallet's open lots keep (expired or not) plus what its holds keep is within its
   balance (the rest is its non-expiring funds), no lot keeps more than it was given, the
   wallet's lot_expires_at is its soonest open lot's, a hold's lot_amount is what it took from
@@ -284,6 +290,21 @@ WHERE e.balance_after <> e.expected
 LIMIT $1
 """
 
+# A statement until now closes where ledger/statements.py would read it: at the wallet's balance.
+BROKEN_STATEMENTS = """
+SELECT 'wallet ' || a.id || ': a statement until now closes at ' || coalesce(l.balance_after, 0)
+    || ', its balance is ' || a.balance AS detail
+FROM account a
+LEFT JOIN LATERAL (
+    SELECT e.balance_after FROM entry e
+    WHERE e.account_id = a.id AND e.balance_after IS NOT NULL
+    ORDER BY e.created_at DESC, e.account_sequence DESC
+    LIMIT 1
+) l ON true
+WHERE a.kind = 'user' AND coalesce(l.balance_after, 0) <> a.balance
+LIMIT $1
+"""
+
 
 @dataclass(slots=True)
 class Verification:
@@ -377,6 +398,8 @@ async def verify(connection: Connection, *, deep: bool = False) -> Verification:
             result.problems.append({"check": "sequence", "detail": row["detail"]})
         for row in await connection.fetch(BROKEN_BALANCES_AFTER, PROBLEMS_MAX):
             result.problems.append({"check": "balance_after", "detail": row["detail"]})
+        for row in await connection.fetch(BROKEN_STATEMENTS, PROBLEMS_MAX):
+            result.problems.append({"check": "statements", "detail": row["detail"]})
         for row in await connection.fetch(BROKEN_LOTS, PROBLEMS_MAX):
             result.problems.append({"check": "lots", "detail": row["detail"]})
         if deep:
