@@ -30,14 +30,23 @@ SCENARIO_TITLES = {
     LIMIT_OWN: "pgbench: service's SQL, 1 spend per call",
     LIMIT_OWN_GROUPED: "pgbench: service's SQL, 8 spends per call",
 }
-READ_SCENARIOS = ("wallet read", "history small", "history big")
+# Reads of the two history wallets, by scenario prefix: what each request reads.
+HISTORY_READS = {
+    "history": "history pages",
+    "balance at": "balances at a time",
+    "statement": "1-month statements (100 transactions)",
+}
+READ_SCENARIOS = (
+    "wallet read",
+    *(f"{read} {size}" for read in HISTORY_READS for size in ("small", "big")),
+)
 
 
 def _title(results: dict[str, Any], scenario: str) -> str:
-    if scenario.startswith("history "):
-        size = scenario.removeprefix("history ")
+    read, _, size = scenario.rpartition(" ")
+    if read in HISTORY_READS and size in ("small", "big"):
         transactions = results["setup"]["history wallet entries"][size]
-        return f"history pages, wallet of {transactions:,} transactions"
+        return f"{HISTORY_READS[read]}, wallet of {transactions:,} transactions"
     return SCENARIO_TITLES.get(scenario, scenario)
 
 
@@ -244,6 +253,8 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         ),
         _replays(reference["replay"], spend_rate),
         _history_target(reference),
+        _depth_target(reference, "balance at", "balance at a time"),
+        _depth_target(reference, "statement", "1-month statement"),
         _verify_target(results["verify_under_load"]),
     ]
 
@@ -268,6 +279,22 @@ def _history_target(reference: dict[str, dict[str, Any]]) -> dict[str, Any]:
         "ratio <= 1.3",
         f"{big:.1f} ms vs {small:.1f} ms: {ratio:.2f}",
         ratio <= 1.3,
+    )
+
+
+def _depth_target(reference: dict[str, dict[str, Any]], read: str, figure: str) -> dict[str, Any]:
+    """A read of the wallet of the deep history against the same read of the small one."""
+    if f"{read} big" not in reference:  # results of a run made before the scenario existed
+        return _target(f"{figure} p99, big wallet vs small wallet", "ratio <= 1.3", "not measured", False)
+    big = reference[f"{read} big"]["latency_ms"]["p99"]
+    small = reference[f"{read} small"]["latency_ms"]["p99"]
+    ratio = _ratio(big, small)
+    failed = reference[f"{read} big"]["failed"] + reference[f"{read} small"]["failed"]
+    return _target(
+        f"{figure} p99, big wallet vs small wallet",
+        "ratio <= 1.3",
+        f"{big:.1f} ms vs {small:.1f} ms: {ratio:.2f}" + (f"; {failed:,} requests failed" if failed else ""),
+        ratio <= 1.3 and failed == 0,
     )
 
 

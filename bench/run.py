@@ -42,6 +42,10 @@ REFERENCE_SCENARIOS = (
     "wallet read",
     "history small",
     "history big",
+    "balance at small",
+    "balance at big",
+    "statement small",
+    "statement big",
 )
 
 

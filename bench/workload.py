@@ -11,14 +11,21 @@ from bench import ledger_data
 from bench.load import Load
 from bench.settings import BenchSettings
 from wallet import idempotency, keys
-from wallet.ledger import history, posting
+from wallet.ledger import history, posting, statements
 from wallet.ledger.limits import PAGE_SIZE_DEFAULT
+from wallet.ledger.transactions import timestamp_text
 from wallet.types import Connection
 
 SPEND_BODY = '{"amount":1}'
 JOURNAL_POSTINGS = 5  # each between two random wallets
 BATCH_ITEMS = 100  # spends of 1, each on a random wallet
 HISTORY_PAGES = 1000  # the first page and 999 pages at random depths
+BALANCE_READS = 1000  # balances at random depths: at an entry's time, or between two entries
+STATEMENT_READS = 1000  # statements of windows at random depths
+# A history wallet's transactions are one millisecond apart (ledger_data.HISTORY_STEP), so a
+# calendar month of its history would hold 2.6 billion: a "1-month statement" here is a window
+# of as many transactions as a month of a wallet that moves about three times a day.
+STATEMENT_TRANSACTIONS = 100
 RANDOM_SEED = 20_261_126
 
 
@@ -60,6 +67,39 @@ async def _history_paths(connection: Connection, number: int, rng: random.Random
     return paths, entries
 
 
+async def _balance_paths(connection: Connection, number: int, entries: int, rng: random.Random) -> list[str]:
+    """Balances of a history wallet at random depths: at the time of its transaction n (its
+    balance then is n, each top-up being 1), or half a step after it."""
+    wallet = ledger_data.history_wallet_id(number)
+    paths = []
+    for index in range(BALANCE_READS):
+        sequence = rng.randint(1, entries)
+        at = ledger_data.history_created_at(sequence) + rng.choice((0, 1)) * ledger_data.HISTORY_STEP / 2
+        if index == 0:
+            found = await statements.balance_at(connection, wallet, at)
+            assert found.balance == sequence, "the history's balances are not where ledger_data put them"
+        paths.append(f"/v1/wallets/{wallet}/balance?at={timestamp_text(at)}")
+    return paths
+
+
+async def _statement_paths(
+    connection: Connection, number: int, entries: int, rng: random.Random
+) -> list[str]:
+    """Statements of a history wallet, each a window of STATEMENT_TRANSACTIONS transactions at
+    a random depth: [the time of transaction n, that of n + STATEMENT_TRANSACTIONS)."""
+    wallet = ledger_data.history_wallet_id(number)
+    paths = []
+    for index in range(STATEMENT_READS):
+        sequence = rng.randint(1, entries - STATEMENT_TRANSACTIONS)
+        start = ledger_data.history_created_at(sequence)
+        end = ledger_data.history_created_at(sequence + STATEMENT_TRANSACTIONS)
+        if index == 0:
+            found = await statements.statement(connection, wallet, start, end)
+            assert len(found.transactions) == STATEMENT_TRANSACTIONS and found.opening_balance == sequence - 1
+        paths.append(f"/v1/wallets/{wallet}/statement?from={timestamp_text(start)}&to={timestamp_text(end)}")
+    return paths
+
+
 async def _prime_replays(connection: Connection, api_key_id: uuid.UUID, count: int) -> list[str]:
     """`count` spends of 1, one per wallet, posted once with keys replay-N through posting.post
     with the fingerprint the service computes for POST /v1/wallets/{id}/spend {"amount":1}; wrk
@@ -90,6 +130,14 @@ async def prepare(connection: Connection, settings: BenchSettings, directory: Pa
     wallets = [str(ledger_data.wallet_id(number)) for number in range(1, settings.wallet_count + 1)]
     big, entries_big = await _history_paths(connection, ledger_data.HISTORY_BIG_NUMBER, rng)
     small, entries_small = await _history_paths(connection, ledger_data.HISTORY_SMALL_NUMBER, rng)
+    reads = {
+        f"{kind} {size}": await make(connection, number, entries, rng)
+        for kind, make in (("balance at", _balance_paths), ("statement", _statement_paths))
+        for size, number, entries in (
+            ("small", ledger_data.HISTORY_SMALL_NUMBER, entries_small),
+            ("big", ledger_data.HISTORY_BIG_NUMBER, entries_big),
+        )
+    }
     replays = await _prime_replays(connection, api_key.id, settings.replay_key_count)
     spend_paths = [f"/v1/wallets/{wallet}/spend" for wallet in wallets]
     wallets_file = _write_lines(directory / "wallets.txt", wallets)
@@ -112,5 +160,9 @@ async def prepare(connection: Connection, settings: BenchSettings, directory: Pa
         ),
         "history small": Load("get", _write_lines(directory / "history_small.txt", small)),
         "history big": Load("get", _write_lines(directory / "history_big.txt", big)),
+        **{
+            scenario: Load("get", _write_lines(directory / f"{scenario.replace(' ', '_')}.txt", paths))
+            for scenario, paths in reads.items()
+        },
     }
     return Workload(secret, pgbench_key.id, loads, {"small": entries_small, "big": entries_big})
