@@ -37,6 +37,9 @@ def test_readme_tour_runs_as_pasted(create_database: Callable[[], str], tmp_path
         assert "idempotent-replayed: true" in output.lower()
         assert output.count('"ok":true') == 2
         assert '"type":"transaction.posted"' in output
+        assert re.search(r'"at":"[^"]+","balance":35\}', output)  # Alice's, between capture and refund
+        assert '"opening_balance":0,"closing_balance":39,' in output
+        assert "created_at,transaction_id,type,direction,amount,balance_after,reference\n" in output
         with server.client() as client:
             owners = {
                 owner: client.get("/v1/wallets", params={"owner_id": owner}).json()["data"][0]["balance"]
