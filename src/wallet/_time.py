@@ -19,6 +19,9 @@ _RFC3339 = re.compile(
 )
 
 
+UTC_RANGE = "0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999999Z"
+
+
 def parse_timestamp(value: object) -> datetime:
     """The instant an RFC 3339 date-time names, timezone-aware; ValueError when `value` is not
     one (not text, no offset, no such date or time). A leap second (:60) is refused."""
@@ -34,9 +37,12 @@ def parse_timestamp(value: object) -> datetime:
         raise ValueError("has an offset out of range")
     try:
         parsed = datetime.fromisoformat(f"{year}-{month}-{day}T{hour}:{minute}:{second}.{micro}{zone}")
-        return parsed.astimezone(UTC)
-    except (ValueError, OverflowError):
+    except ValueError:
         raise ValueError("is not a valid date and time") from None
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00:00+01:00, 9999-12-31T23:00:00-01:00: valid, yet no UTC datetime
+        raise ValueError(f"is outside the instants this service handles ({UTC_RANGE})") from None
 
 
 def years_later(moment: datetime, years: int) -> datetime:

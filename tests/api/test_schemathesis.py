@@ -52,6 +52,7 @@ CROSS_FIELD_RULES = (
     "must not be in the future",  # balance?at=
     "must be later than from",  # statement?from=&to=
     "must be earlier than now",  # statement?from= with the default to
+    "is outside the instants this service handles",  # 0001-01-01T00:00:00+01:00 is before year 1 in UTC
 )
 
 BUILD_SCHEMA = """
