@@ -17,8 +17,10 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import asyncpg
 import pytest
@@ -647,7 +649,7 @@ def test_ops_checks_the_ledger_on_demand_and_sees_which_account_breaks_which_inv
 
 
 def test_without_a_demo_key_the_page_asks_for_one_and_forgets_it_on_request(
-    external_server: Server, page: Page, tmp_path: Path
+    external_server: Server, ui_database: str, page: Page, tmp_path: Path
 ) -> None:
     steps = Steps(page, tmp_path)
     page.goto(external_server.base_url + "/")
@@ -683,6 +685,13 @@ def test_without_a_demo_key_the_page_asks_for_one_and_forgets_it_on_request(
     expect(page.locator("#workspace")).to_be_hidden()
     assert page.evaluate("sessionStorage.getItem('wallet-demo-api-key')") is None
     steps.shot("key-forgotten")
+
+    # A key without the admin scope moves money but cannot read the event feed: the panel says so.
+    key_field.fill(create_key(ui_database, "wallets:read", "wallets:write"))
+    page.get_by_role("button", name="Use this key").click()
+    expect(page.locator("#wallet-card")).to_be_visible()
+    expect(page.locator("#events-status")).to_contain_text("needs an API key with the admin scope")
+    expect(page.locator("#events-list > li")).to_have_count(0)
 
 
 # Holds, reversals, expiring credits, statements and the event feed (API.md, Additions v1.1).
@@ -740,7 +749,9 @@ def test_a_hold_is_placed_captured_in_part_voided_and_counts_down_to_expired(
     expect(amount).to_be_focused()
     amount.fill("20")
     capture.locator("button.send").click()
-    expect(capture.locator(".result")).to_contain_text("Captured 20 GOLD of the hold (the other 10 released).")
+    expect(capture.locator(".result")).to_contain_text(
+        "Captured 20 GOLD of the hold (the other 10 released)."
+    )
     expect(page.locator("#balance")).to_have_text("80")
     expect(card_fact(page, "held")).to_have_text("0")
     expect(card_fact(page, "available")).to_have_text("80")
@@ -900,3 +911,125 @@ def test_a_history_row_is_reversed_with_what_is_left_prefilled_and_moves_the_bal
         items = client.get(f"/v1/wallets/{wallet_id}/transactions").json()["data"]
         reversals = [item["amount"] for item in items if item["reverses"] == spend_id]
         assert sorted(reversals) == [25, 35], items
+
+
+def test_a_top_up_with_an_expiry_makes_a_lot_the_page_lists_and_the_card_names(
+    demo_server: Server, browser: Browser, tmp_path: Path
+) -> None:
+    # A browser in a zone with a half-hour offset: the expiry typed is local time, sent with it.
+    zone = ZoneInfo("Asia/Kolkata")
+    context = browser.new_context(viewport=DESKTOP, timezone_id="Asia/Kolkata")
+    context.set_default_timeout(TIMEOUT_MS)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    try:
+        steps = Steps(page, tmp_path)
+        with demo_server.client() as client:
+            wallet_id = new_wallet(client, "GOLD", owner_id=f"ui-{uuid.uuid4().hex[:10]}")
+        open_wallet(page, demo_server, wallet_id)
+        expect(card_fact(page, "next-expiry")).to_have_text("none")
+        expect(page.locator("#lots-summary")).to_contain_text("No expiring credits")
+        later = (datetime.now(zone) + timedelta(days=2)).replace(second=0, microsecond=0)
+        sooner = later - timedelta(days=1)
+        posts = requests_to(page, "/topup", "POST")
+
+        top_up = money_form(page, "topup")
+        send(top_up, "50", expires=later.strftime("%Y-%m-%dT%H:%M"))
+        expect(top_up.locator(".result")).to_contain_text("Topped up 50 GOLD.")
+        assert posts[0].post_data == f'{{"amount":50,"expires_at":"{later.isoformat()}"}}'
+        assert later.isoformat().endswith("+05:30")
+        later_utc = later.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        lots = page.locator("#lots-table tbody tr")
+        expect(lots).to_have_count(1)
+        expect(lots.first).to_contain_text("50 GOLD")
+        expect(lots.first).to_contain_text(later_utc)
+        expect(lots.first).to_contain_text(re.compile(r"\(in 1 d 23 h|\(in 2 d 0 h"))
+        expect(card_fact(page, "next-expiry")).to_contain_text(f"50 GOLD on {later_utc}")
+
+        bonus = money_form(page, "bonus")
+        send(bonus, "10", expires=sooner.strftime("%Y-%m-%dT%H:%M"))
+        send(money_form(page, "topup"), "5", expires="")  # no expiry: not a lot
+        expect(page.locator("#balance")).to_have_text("65")
+        send(money_form(page, "spend"), "15")
+        expect(page.locator("#balance")).to_have_text("50")
+        # The spend took the soonest lot first (10), then 5 of the next.
+        expect(lots).to_have_count(1)
+        expect(lots.first.locator("td").first).to_have_text("45 GOLD")
+        expect(page.locator("#lots-summary")).to_contain_text("1 lot, 45 GOLD expiring in all")
+        expect(card_fact(page, "next-expiry")).to_contain_text(f"45 GOLD on {later_utc}")
+        publish(steps.element(page.locator("#lots-panel"), "lots-panel"), "lots")
+        steps.shot("lots")
+        with demo_server.client() as client:
+            listed = client.get(f"/v1/wallets/{wallet_id}/lots").json()["data"]
+        assert [(lot["amount"], lot["remaining"]) for lot in listed] == [(50, 45)]
+        assert datetime.fromisoformat(listed[0]["expires_at"]) == later
+    finally:
+        context.close()
+    assert not errors, errors
+
+
+def test_the_events_panel_follows_the_feed_and_a_movement_made_elsewhere_refreshes_the_wallet(
+    demo_server: Server, page: Page, tmp_path: Path
+) -> None:
+    steps = Steps(page, tmp_path)
+    owner = f"ui-{uuid.uuid4().hex[:10]}"
+    with demo_server.client() as client:
+        wallet_id = new_wallet(client, "GOLD", owner_id=owner)
+        assert topup(client, wallet_id, 100).status_code == 201
+    open_wallet(page, demo_server, wallet_id)
+    events = page.locator("#events-list > li")
+    status = page.locator("#events-status")
+    expect(status).to_contain_text("Following the feed")
+    expect(events.first).to_contain_text("transaction.posted")
+    expect(events.first).to_contain_text("Top up 100 GOLD")
+    expect(events.first).to_contain_text("this wallet")
+    expect(page.locator("#wallet-event-read")).to_be_hidden()  # what was there before: no refresh
+
+    # A game server spends through the API: the event arrives, and the card is read again for it.
+    with demo_server.client() as client:
+        spent = client.post(
+            f"/v1/wallets/{wallet_id}/spend",
+            json={"amount": 30},
+            headers={"Idempotency-Key": str(uuid.uuid4())},
+        )
+        assert spent.status_code == 201, spent.text
+    expect(events.first).to_contain_text("Spend 30 GOLD")
+    expect(events.first).to_contain_text(owner)
+    expect(events.first).to_have_class(re.compile(r"\babout-current\b"))
+    expect(page.locator("#wallet-event-read")).to_contain_text(
+        "when the event feed brought transaction.posted for this wallet"
+    )
+    expect(page.locator("#balance")).to_have_text("70")
+    expect(page.locator("#history-list > li").first).to_contain_text("−30 GOLD")
+
+    # A hold placed elsewhere: its event, and `held` on the card.
+    with demo_server.client() as client:
+        held = client.post(
+            f"/v1/wallets/{wallet_id}/holds",
+            json={"amount": 20},
+            headers={"Idempotency-Key": str(uuid.uuid4())},
+        )
+        assert held.status_code == 201, held.text
+    expect(events.first).to_contain_text("hold.created")
+    expect(events.first).to_contain_text("hold of 20 GOLD")
+    expect(page.locator("#wallet-event-read")).to_contain_text("hold.created")
+    expect(card_fact(page, "held")).to_have_text("20")
+    expect(card_fact(page, "available")).to_have_text("50")
+    expect(page.locator("#holds-list > li").first).to_contain_text("Pending")
+
+    # Another wallet's movements show too, not marked as this wallet's; the list keeps the newest 50.
+    with demo_server.client() as client:
+        other = new_wallet(client, "GOLD", owner_id=f"ui-{uuid.uuid4().hex[:10]}")
+        items = [
+            {"op": "topup", "wallet_id": other, "amount": number, "idempotency_key": str(uuid.uuid4())}
+            for number in range(1, 56)
+        ]
+        batch = client.post("/v1/batches", json={"items": items})
+        assert batch.status_code == 200, batch.text
+    expect(events.first).to_contain_text("Top up 55 GOLD")
+    expect(events.first).not_to_have_class(re.compile(r"\babout-current\b"))
+    expect(events).to_have_count(50)
+    expect(events.last).to_contain_text("Top up 6 GOLD")
+    publish(steps.element(page.locator("#events-panel"), "events-panel"), "events")
+    steps.shot("events")
