@@ -5,6 +5,7 @@
 
 import { formatAmount, request } from "./api.js";
 import { byId, clock, copyableId, counted, element, utcText } from "./dom.js";
+import { exchangeDetails } from "./exchange.js";
 import { clearMessages, renderMessage, renderProblem } from "./messages.js";
 import { localInputValue, timestampOfLocalInput } from "./time.js";
 
@@ -73,10 +74,11 @@ export function createStatementPanel({ currentWallet }) {
         renderProblem(result, answer);
         return;
       }
-      const name = fileName(asked.wallet, from.value, to.value);
+      const name = suggestedName(answer.exchange) ?? fileName(asked.wallet, from.value, to.value);
       download(answer.data, name);
-      const rows = answer.data.trimEnd().split("\n").length - 1;
-      renderMessage(result, `Downloaded ${name}: a header row and ${counted(rows, "line")} of the CSV.`);
+      const rows = answer.data.trimEnd().split("\n").length - 1; // references hold no line breaks
+      renderMessage(result, `Saved ${name}: a header row, then ${counted(rows, "row")}, one per entry of the wallet.`);
+      result.append(exchangeDetails(answer.exchange));
     });
   });
 
@@ -144,6 +146,14 @@ function statementRow(transaction, wallet) {
   return row;
 }
 
+// The file name the service suggests (Content-Disposition: attachment; filename="…"), if any.
+function suggestedName(exchange) {
+  const header = exchange.responseHeaders.find(([name]) => name.toLowerCase() === "content-disposition");
+  const match = /filename="([A-Za-z0-9._-]{1,200})"/.exec(header?.[1] ?? "");
+  return match === null ? null : match[1];
+}
+
+// A name of the page's own: the owner, the asset and the period as typed.
 function fileName(wallet, fromValue, toValue) {
   const safe = (text) => text.replace(/[^A-Za-z0-9_-]+/g, "-").replace(/^-+|-+$/g, "");
   return `statement-${safe(wallet.owner_id)}-${wallet.asset}-${safe(fromValue)}-to-${safe(toValue || "now")}.csv`;
