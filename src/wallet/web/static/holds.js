@@ -80,7 +80,8 @@ export function createHoldsPanel({ currentWallet, afterChange }) {
     let newlyExpired = false;
     for (const countdown of byId("holds-panel").querySelectorAll(".countdown")) {
       const left = Date.parse(countdown.dataset.expiresAt) - now;
-      countdown.textContent = left > 0 ? `expires in ${durationText(left)}` : "expired";
+      const text = left > 0 ? `expires in ${durationText(left)}` : "expired";
+      if (countdown.textContent !== text) countdown.textContent = text;
       const item = countdown.closest(".hold");
       if (left > 0 || item === null || item.dataset.status !== "pending") continue;
       item.dataset.status = "expired";
