@@ -1017,6 +1017,7 @@ def test_the_events_panel_follows_the_feed_and_a_movement_made_elsewhere_refresh
     expect(card_fact(page, "held")).to_have_text("20")
     expect(card_fact(page, "available")).to_have_text("50")
     expect(page.locator("#holds-list > li").first).to_contain_text("Pending")
+    publish(steps.element(page.locator("#events-panel"), "events-panel"), "events")
 
     # Another wallet's movements show too, not marked as this wallet's; the list keeps the newest 50.
     with demo_server.client() as client:
@@ -1031,5 +1032,5 @@ def test_the_events_panel_follows_the_feed_and_a_movement_made_elsewhere_refresh
     expect(events.first).not_to_have_class(re.compile(r"\babout-current\b"))
     expect(events).to_have_count(50)
     expect(events.last).to_contain_text("Top up 6 GOLD")
-    publish(steps.element(page.locator("#events-panel"), "events-panel"), "events")
     steps.shot("events")
+
