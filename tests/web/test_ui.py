@@ -17,8 +17,10 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import asyncpg
 import pytest
@@ -594,9 +596,11 @@ def test_ops_checks_the_ledger_on_demand_and_sees_which_account_breaks_which_inv
     page.goto(demo_server.base_url + "/")
     panel = page.locator("#health-panel")
     invariants = page.locator("#invariants > li")
-    expect(invariants).to_have_count(4)
+    expect(invariants).to_have_count(8)
     expect(invariants.nth(0)).to_contain_text("Every transaction's entries balance")
     expect(invariants.nth(3)).to_contain_text("For each asset, the balances of all accounts")
+    expect(invariants.nth(4)).to_contain_text("held = the sum of its pending, unexpired holds")
+    expect(invariants.nth(7)).to_contain_text("one transaction.posted per transaction")
     expect(page.locator("#health-checked")).to_have_text("Not checked yet.")
     check = page.get_by_role("button", name="Check now")
 
@@ -612,7 +616,7 @@ def test_ops_checks_the_ledger_on_demand_and_sees_which_account_breaks_which_inv
     expect(page.locator("#health-progress")).to_be_hidden()
     expect(check).to_be_enabled()
     expect(page.locator("#health-checked")).to_contain_text("Last checked at")
-    for number in range(4):
+    for number in range(8):
         expect(invariants.nth(number)).to_contain_text("holds ✓")
     expect(page.locator("#health-balances tbody tr").last).to_contain_text("0 ✓")
     page.unroute("**/v1/ledger/verify")
@@ -645,7 +649,7 @@ def test_ops_checks_the_ledger_on_demand_and_sees_which_account_breaks_which_inv
 
 
 def test_without_a_demo_key_the_page_asks_for_one_and_forgets_it_on_request(
-    external_server: Server, page: Page, tmp_path: Path
+    external_server: Server, ui_database: str, page: Page, tmp_path: Path
 ) -> None:
     steps = Steps(page, tmp_path)
     page.goto(external_server.base_url + "/")
@@ -681,3 +685,352 @@ def test_without_a_demo_key_the_page_asks_for_one_and_forgets_it_on_request(
     expect(page.locator("#workspace")).to_be_hidden()
     assert page.evaluate("sessionStorage.getItem('wallet-demo-api-key')") is None
     steps.shot("key-forgotten")
+
+    # A key without the admin scope moves money but cannot read the event feed: the panel says so.
+    key_field.fill(create_key(ui_database, "wallets:read", "wallets:write"))
+    page.get_by_role("button", name="Use this key").click()
+    expect(page.locator("#wallet-card")).to_be_visible()
+    expect(page.locator("#events-status")).to_contain_text("needs an API key with the admin scope")
+    expect(page.locator("#events-list > li")).to_have_count(0)
+
+
+# Holds, reversals, expiring credits, statements and the event feed (API.md, Additions v1.1).
+
+
+def open_wallet(page: Page, server: Server, wallet_id: str) -> None:
+    """Opens the page on one wallet, as a shared link would."""
+    page.goto(f"{server.base_url}/?wallet={wallet_id}")
+    expect(page.locator("#wallet-id code")).to_have_text(wallet_id)
+
+
+def card_fact(page: Page, name: str) -> Locator:
+    """One fact of the wallet card: held, available, next-expiry."""
+    return page.locator(f"#wallet-{name}")
+
+
+def test_a_hold_is_placed_captured_in_part_voided_and_counts_down_to_expired(
+    demo_server: Server, page: Page, tmp_path: Path
+) -> None:
+    steps = Steps(page, tmp_path)
+    with demo_server.client() as client:
+        wallet_id = new_wallet(client, "GOLD", owner_id=f"ui-{uuid.uuid4().hex[:10]}")
+        assert topup(client, wallet_id, 100).status_code == 201
+    open_wallet(page, demo_server, wallet_id)
+    expect(card_fact(page, "held")).to_have_text("0")
+    expect(card_fact(page, "available")).to_have_text("100")
+    panel = page.locator("#holds-panel")
+    place = page.locator("#form-hold")
+    holds = page.locator("#holds-list > li")
+    expect(holds).to_have_text(["No holds yet."])
+
+    # Placing: the key is shown; the hold lowers available, not the balance.
+    key = place.locator(".key").inner_text()
+    send(place, "30", expires_in="600", reference="order-9")
+    expect(place.locator(".result")).to_contain_text("Placed a hold of 30 GOLD.")
+    expect(card_fact(page, "held")).to_have_text("30")
+    expect(card_fact(page, "available")).to_have_text("70")
+    expect(page.locator("#balance")).to_have_text("100")
+    first = holds.first
+    expect(first).to_contain_text("Pending")
+    expect(first).to_contain_text("reference order-9")
+    expect(first.locator(".countdown")).to_contain_text(re.compile(r"expires in (9|10) min"))
+    assert place.locator(".key").inner_text() == key
+    resend(place)
+    expect(place.locator(".result")).to_contain_text("Replayed")
+    expect(place.locator(".result")).to_contain_text("No second hold was placed.")
+    expect(holds).to_have_count(1)
+
+    # Capturing part of it: 20 spent, the other 10 released.
+    first.get_by_role("button", name="Capture hold of 30 GOLD").click()
+    capture = page.locator("#form-capture")
+    expect(page.locator("#hold-action-title")).to_contain_text("Capture hold")
+    amount = capture.get_by_label("Amount to capture", exact=True)
+    expect(amount).to_have_value("30")
+    expect(amount).to_be_focused()
+    amount.fill("20")
+    capture.locator("button.send").click()
+    expect(capture.locator(".result")).to_contain_text(
+        "Captured 20 GOLD of the hold (the other 10 released)."
+    )
+    expect(page.locator("#balance")).to_have_text("80")
+    expect(card_fact(page, "held")).to_have_text("0")
+    expect(card_fact(page, "available")).to_have_text("80")
+    expect(first).to_contain_text("Captured")
+    expect(first).to_contain_text("captured 20, released 10")
+    expect(first.get_by_role("button", name=re.compile("Capture"))).to_have_count(0)
+    steps.shot("hold-captured")
+
+    # A second capture of the same hold with a new key: the service says it is not pending.
+    capture.get_by_role("button", name="New key").click()
+    capture.locator("button.send").click()
+    expect(capture.locator(".result")).to_contain_text("The hold is no longer pending")
+    expect(capture.locator(".result")).to_contain_text("code hold_not_pending · HTTP 409")
+    expect(page.locator("#balance")).to_have_text("80")
+
+    # Voiding another, its answer lost: the retry with the same key replays, nothing moves twice.
+    send(place, "15")
+    expect(card_fact(page, "available")).to_have_text("65")
+    holds.first.get_by_role("button", name="Void hold of 15 GOLD").click()
+    void = page.locator("#form-void")
+    void_key = void.locator(".key").inner_text()
+    void.get_by_label("Lose the answer of the next send").check()
+    void.locator("button.send").click()
+    expect(void.locator(".pending-note")).to_contain_text("this void may or may not have happened")
+    expect(card_fact(page, "available")).to_have_text("80")
+    page.reload()
+    void = page.locator("#form-void")
+    expect(void).to_be_visible()  # the lost request keeps the form open after the reload
+    expect(void.locator(".key")).to_have_text(void_key)
+    expect(void.locator(".pending-note")).to_contain_text("The page was reloaded since")
+    with page.expect_response(lambda response: response.url.endswith("/void")) as answer:
+        resend(void)
+    assert answer.value.status == 200
+    assert answer.value.headers.get("idempotent-replayed") == "true"
+    expect(void.locator(".result")).to_contain_text("Voided the hold: 15 GOLD available again.")
+    expect(void.locator(".result")).to_contain_text("Replayed")
+    expect(holds.first).to_contain_text("Voided")
+    page.locator("#hold-status").select_option("captured")
+    expect(holds).to_have_count(1)
+    expect(holds.first).to_contain_text("captured 20, released 10")
+    page.locator("#hold-status").select_option("")
+
+    # A hold of 2 s counts down and reads "expired" by itself: the list is not read again for it.
+    send(place, "5", expires_in="2")
+    expect(card_fact(page, "available")).to_have_text("75")
+    expiring = holds.first
+    expect(expiring.locator(".countdown")).to_have_text(re.compile(r"expires in [12] s"))
+    expiring.get_by_role("button", name="Capture hold of 5 GOLD").click()
+    expect(capture.locator(".context .countdown")).to_have_text(re.compile(r"expires in [12] s"))
+    holds_list = re.compile(r"/holds\?")
+    page.route(holds_list, lambda route: route.abort())
+    expect(expiring.locator(".status")).to_have_text("Expired", timeout=5_000)
+    expect(expiring.locator(".countdown")).to_have_count(0)
+    expect(expiring.get_by_role("button", name="Capture hold of 5 GOLD")).to_have_count(0)
+    page.unroute(holds_list)
+    # The capture form still open for it: the service refuses it, and moves nothing.
+    expect(capture.locator(".context .countdown")).to_have_text("expired")
+    capture.locator("button.send").click()
+    expect(capture.locator(".result")).to_contain_text("code hold_not_pending · HTTP 409")
+    # Past its expiry it frees `available` at once (the card is read again when it expires).
+    expect(card_fact(page, "available")).to_have_text("80")
+    steps.shot("hold-expired")
+    publish(steps.element(panel, "holds-panel"), "holds")
+    with demo_server.client() as client:
+        assert balance(client, wallet_id) == 80
+        listed = client.get(f"/v1/wallets/{wallet_id}/holds").json()["data"]
+        assert [hold["status"] for hold in listed] == ["expired", "voided", "captured"]
+
+
+def test_a_history_row_is_reversed_with_what_is_left_prefilled_and_moves_the_balance_once(
+    demo_server: Server, page: Page, tmp_path: Path
+) -> None:
+    steps = Steps(page, tmp_path)
+    with demo_server.client() as client:
+        wallet_id = new_wallet(client, "GOLD", owner_id=f"ui-{uuid.uuid4().hex[:10]}")
+        assert topup(client, wallet_id, 100).status_code == 201
+        spent = client.post(
+            f"/v1/wallets/{wallet_id}/spend",
+            json={"amount": 60, "reference": "sword"},
+            headers={"Idempotency-Key": str(uuid.uuid4())},
+        )
+        assert spent.status_code == 201, spent.text
+        spend_id = spent.json()["id"]
+    open_wallet(page, demo_server, wallet_id)
+    expect(page.locator("#balance")).to_have_text("40")
+    history = page.locator("#history-list > li")
+    reverse_box = page.locator("#reverse-box")
+    form = page.locator("#form-reverse")
+    amount = form.get_by_label("Amount to reverse", exact=True)
+
+    # A part of the spend refunded: the amount starts at all of it.
+    history.first.get_by_role("button", name="Reverse this spend of 60 GOLD").click()
+    expect(page.locator("#reverse-title")).to_have_text("Reverse the spend of 60 GOLD")
+    expect(reverse_box).to_contain_text("Not reversed yet; left to reverse: 60 GOLD")
+    expect(amount).to_have_value("60")
+    expect(amount).to_be_focused()
+    amount.fill("25")
+    form.locator("button.send").click()
+    expect(form.locator(".result")).to_contain_text("Reversed 25 GOLD of the spend.")
+    expect(page.locator("#balance")).to_have_text("65")
+    expect(history.first).to_contain_text("Reversal")
+    expect(history.first).to_contain_text(f"reverses {spend_id}")
+    expect(history.first.get_by_role("button", name=re.compile("Reverse"))).to_have_count(0)
+
+    # Again: what is left (35) is prefilled; its answer is lost, the retry replays it.
+    spend_row = history.filter(has_text="reference sword")
+    spend_row.get_by_role("button", name="Reverse this spend of 60 GOLD").click()
+    expect(reverse_box).to_contain_text("Already reversed: 25 in 1 reversal; left to reverse: 35 GOLD")
+    expect(amount).to_have_value("35")
+    key = form.locator(".key").inner_text()
+    form.get_by_label("Lose the answer of the next send").check()
+    form.locator("button.send").click()
+    expect(form.locator(".pending-note")).to_contain_text("this reversal may or may not have happened")
+    expect(page.locator("#balance")).to_have_text("100")
+    steps.shot("reversal-answer-lost")
+    with page.expect_response(lambda response: response.url.endswith("/reverse")) as answer:
+        resend(form)
+    assert answer.value.status == 201
+    assert answer.value.headers.get("idempotent-replayed") == "true"
+    assert answer.value.request.headers["idempotency-key"] == key
+    expect(form.locator(".result")).to_contain_text("Replayed")
+    expect(form.locator(".result")).to_contain_text("Reversed 35 GOLD of the spend.")
+    expect(page.locator("#balance")).to_have_text("100")
+
+    # Nothing left: no amount is offered, and more is refused by the service, clearly.
+    spend_row.get_by_role("button", name="Reverse this spend of 60 GOLD").click()
+    expect(reverse_box).to_contain_text("Already reversed: 60 in 2 reversals; left to reverse: 0 GOLD")
+    expect(amount).to_have_value("")
+    amount.fill("1")
+    form.locator("button.send").click()
+    expect(form.locator(".result")).to_contain_text("This would reverse more than is left of the original")
+    expect(form.locator(".result")).to_contain_text("code reversal_exceeds_original · HTTP 409")
+    expect(page.locator("#balance")).to_have_text("100")
+    publish(steps.element(page.locator("#history-panel"), "history-panel"), "reversal")
+    steps.shot("reversal-refused")
+
+    # A journal is reversed whole only: its amount is fixed.
+    with demo_server.client() as client:
+        journal = client.post(
+            "/v1/journal",
+            json={"asset": "GOLD", "postings": [{"from": wallet_id, "to": "revenue", "amount": 30}]},
+            headers={"Idempotency-Key": str(uuid.uuid4())},
+        )
+        assert journal.status_code == 201, journal.text
+    journal_row = history.filter(has_text="Journal")
+    expect(journal_row).to_have_count(1, timeout=REFRESH_WAIT_MS)
+    journal_row.get_by_role("button", name="Reverse this journal of 30 GOLD").click()
+    expect(reverse_box).to_contain_text("A journal is reversed whole only")
+    expect(amount).to_have_value("30")
+    expect(amount).not_to_be_editable()
+    form.locator("button.send").click()
+    expect(form.locator(".result")).to_contain_text("Reversed 30 GOLD of the journal.")
+    expect(page.locator("#balance")).to_have_text("100")
+
+    with demo_server.client() as client:
+        assert balance(client, wallet_id) == 100
+        items = client.get(f"/v1/wallets/{wallet_id}/transactions").json()["data"]
+        reversals = [item["amount"] for item in items if item["reverses"] == spend_id]
+        assert sorted(reversals) == [25, 35], items
+
+
+def test_a_top_up_with_an_expiry_makes_a_lot_the_page_lists_and_the_card_names(
+    demo_server: Server, browser: Browser, tmp_path: Path
+) -> None:
+    # A browser in a zone with a half-hour offset: the expiry typed is local time, sent with it.
+    zone = ZoneInfo("Asia/Kolkata")
+    context = browser.new_context(viewport=DESKTOP, timezone_id="Asia/Kolkata")
+    context.set_default_timeout(TIMEOUT_MS)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    try:
+        steps = Steps(page, tmp_path)
+        with demo_server.client() as client:
+            wallet_id = new_wallet(client, "GOLD", owner_id=f"ui-{uuid.uuid4().hex[:10]}")
+        open_wallet(page, demo_server, wallet_id)
+        expect(card_fact(page, "next-expiry")).to_have_text("none")
+        expect(page.locator("#lots-summary")).to_contain_text("No expiring credits")
+        later = (datetime.now(zone) + timedelta(days=2)).replace(second=0, microsecond=0)
+        sooner = later - timedelta(days=1)
+        posts = requests_to(page, "/topup", "POST")
+
+        top_up = money_form(page, "topup")
+        send(top_up, "50", expires=later.strftime("%Y-%m-%dT%H:%M"))
+        expect(top_up.locator(".result")).to_contain_text("Topped up 50 GOLD.")
+        assert posts[0].post_data == f'{{"amount":50,"expires_at":"{later.isoformat()}"}}'
+        assert later.isoformat().endswith("+05:30")
+        later_utc = later.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        lots = page.locator("#lots-table tbody tr")
+        expect(lots).to_have_count(1)
+        expect(lots.first).to_contain_text("50 GOLD")
+        expect(lots.first).to_contain_text(later_utc)
+        expect(lots.first).to_contain_text(re.compile(r"\(in 1 d 23 h|\(in 2 d 0 h"))
+        expect(card_fact(page, "next-expiry")).to_contain_text(f"50 GOLD on {later_utc}")
+
+        bonus = money_form(page, "bonus")
+        send(bonus, "10", expires=sooner.strftime("%Y-%m-%dT%H:%M"))
+        send(money_form(page, "topup"), "5", expires="")  # no expiry: not a lot
+        expect(page.locator("#balance")).to_have_text("65")
+        send(money_form(page, "spend"), "15")
+        expect(page.locator("#balance")).to_have_text("50")
+        # The spend took the soonest lot first (10), then 5 of the next.
+        expect(lots).to_have_count(1)
+        expect(lots.first.locator("td").first).to_have_text("45 GOLD")
+        expect(page.locator("#lots-summary")).to_contain_text("1 lot, 45 GOLD expiring in all")
+        expect(card_fact(page, "next-expiry")).to_contain_text(f"45 GOLD on {later_utc}")
+        publish(steps.element(page.locator("#lots-panel"), "lots-panel"), "lots")
+        steps.shot("lots")
+        with demo_server.client() as client:
+            listed = client.get(f"/v1/wallets/{wallet_id}/lots").json()["data"]
+        assert [(lot["amount"], lot["remaining"]) for lot in listed] == [(50, 45)]
+        assert datetime.fromisoformat(listed[0]["expires_at"]) == later
+    finally:
+        context.close()
+    assert not errors, errors
+
+
+def test_the_events_panel_follows_the_feed_and_a_movement_made_elsewhere_refreshes_the_wallet(
+    demo_server: Server, page: Page, tmp_path: Path
+) -> None:
+    steps = Steps(page, tmp_path)
+    owner = f"ui-{uuid.uuid4().hex[:10]}"
+    with demo_server.client() as client:
+        wallet_id = new_wallet(client, "GOLD", owner_id=owner)
+        assert topup(client, wallet_id, 100).status_code == 201
+    open_wallet(page, demo_server, wallet_id)
+    events = page.locator("#events-list > li")
+    status = page.locator("#events-status")
+    expect(status).to_contain_text("Following the feed")
+    expect(events.first).to_contain_text("transaction.posted")
+    expect(events.first).to_contain_text("Top up 100 GOLD")
+    expect(events.first).to_contain_text("this wallet")
+    expect(page.locator("#wallet-event-read")).to_be_hidden()  # what was there before: no refresh
+
+    # A game server spends through the API: the event arrives, and the card is read again for it.
+    with demo_server.client() as client:
+        spent = client.post(
+            f"/v1/wallets/{wallet_id}/spend",
+            json={"amount": 30},
+            headers={"Idempotency-Key": str(uuid.uuid4())},
+        )
+        assert spent.status_code == 201, spent.text
+    expect(events.first).to_contain_text("Spend 30 GOLD")
+    expect(events.first).to_contain_text(owner)
+    expect(events.first).to_have_class(re.compile(r"\babout-current\b"))
+    expect(page.locator("#wallet-event-read")).to_contain_text(
+        "when the event feed brought transaction.posted for this wallet"
+    )
+    expect(page.locator("#balance")).to_have_text("70")
+    expect(page.locator("#history-list > li").first).to_contain_text("−30 GOLD")
+
+    # A hold placed elsewhere: its event, and `held` on the card.
+    with demo_server.client() as client:
+        held = client.post(
+            f"/v1/wallets/{wallet_id}/holds",
+            json={"amount": 20},
+            headers={"Idempotency-Key": str(uuid.uuid4())},
+        )
+        assert held.status_code == 201, held.text
+    expect(events.first).to_contain_text("hold.created")
+    expect(events.first).to_contain_text("hold of 20 GOLD")
+    expect(page.locator("#wallet-event-read")).to_contain_text("hold.created")
+    expect(card_fact(page, "held")).to_have_text("20")
+    expect(card_fact(page, "available")).to_have_text("50")
+    expect(page.locator("#holds-list > li").first).to_contain_text("Pending")
+    publish(steps.element(page.locator("#events-panel"), "events-panel"), "events")
+
+    # Another wallet's movements show too, not marked as this wallet's; the list keeps the newest 50.
+    with demo_server.client() as client:
+        other = new_wallet(client, "GOLD", owner_id=f"ui-{uuid.uuid4().hex[:10]}")
+        items = [
+            {"op": "topup", "wallet_id": other, "amount": number, "idempotency_key": str(uuid.uuid4())}
+            for number in range(1, 56)
+        ]
+        batch = client.post("/v1/batches", json={"items": items})
+        assert batch.status_code == 200, batch.text
+    expect(events.first).to_contain_text("Top up 55 GOLD")
+    expect(events.first).not_to_have_class(re.compile(r"\babout-current\b"))
+    expect(events).to_have_count(50)
+    expect(events.last).to_contain_text("Top up 6 GOLD")
+    steps.shot("events")
+

@@ -91,7 +91,7 @@ async def test_the_session_gives_the_demo_key_to_a_page_on_a_loopback_address(ho
 
 @pytest.mark.parametrize("fetch_site", ["same-origin", "none"])
 async def test_the_page_and_the_address_bar_may_ask_for_the_session(fetch_site: str) -> None:
-    response = await get("/ui/session", **{"Sec-Fetch-Site": fetch_site})
+    response = await get("/ui/session", more_headers=[("Sec-Fetch-Site", fetch_site)])
     assert response.json() == {"api_key": DEMO_KEY}
 
 
@@ -112,7 +112,7 @@ async def test_without_a_demo_key_the_session_is_not_found(demo_ui_key: str | No
     ],
 )
 async def test_the_session_refuses_other_sites(host: str, fetch_site: str) -> None:
-    response = await get("/ui/session", host=host, **{"Sec-Fetch-Site": fetch_site})
+    response = await get("/ui/session", host=host, more_headers=[("Sec-Fetch-Site", fetch_site)])
     assert response.status_code == 404
     assert DEMO_KEY not in response.text
 

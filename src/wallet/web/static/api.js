@@ -60,12 +60,13 @@ export function onExchange(listener) {
 // answer away unread, as if the connection had dropped (the demo's "lose the answer" switch).
 // `background`: a refresh the page makes by itself, not an action of the person (not logged).
 // `lost` is true when no answer reached the page: the request may or may not have been applied.
+// `accept`: the media type asked for; an answer that is not JSON (a CSV) is `data` as text.
 export async function request(
   method,
   path,
-  { bodyText = null, idempotencyKey = null, loseResponse = false, background = false } = {},
+  { bodyText = null, idempotencyKey = null, loseResponse = false, background = false, accept = "application/json" } = {},
 ) {
-  const headers = { Accept: "application/json, application/problem+json" };
+  const headers = { Accept: `${accept}, application/problem+json` };
   if (apiKey !== null) headers.Authorization = `Bearer ${apiKey}`;
   if (bodyText !== null) headers["Content-Type"] = "application/json";
   if (idempotencyKey !== null) headers["Idempotency-Key"] = idempotencyKey;
@@ -118,6 +119,10 @@ function lostResult(exchange, reason) {
 
 function readAnswer(response, text, exchange) {
   let document = null;
+  const mediaType = response.headers.get("Content-Type") ?? "";
+  if (response.ok && text && !/json/i.test(mediaType)) {
+    return { ok: true, status: response.status, replayed: false, lost: false, data: text, problem: null };
+  }
   try {
     document = text ? parseJson(text) : null;
   } catch {

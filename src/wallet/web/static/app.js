@@ -3,31 +3,46 @@
 // of the chosen wallet goes into `panelsOfTheWallet` and may answer `walletChanged(wallet)` (another
 // wallet was chosen), `refresh()` (read again) and `walletRead(wallet)` (the card read it again).
 //
-// Freshness: the wallet card, its owner's wallet list and the history are read again after every
-// action and every REFRESH_INTERVAL_MS while the tab is visible, each with the time it was read.
-// These are cheap reads (a wallet by id, an owner's wallets, one history page); the ledger-wide
-// verify runs only when the health panel's "Check now" is pressed.
+// Freshness: the wallet card, its owner's wallet list, the history, the holds and the lots are
+// read again after every action, every REFRESH_INTERVAL_MS while the tab is visible, and at once
+// when the event feed brings an event about the wallet, each with the time it was read. These are
+// cheap reads (a wallet by id, an owner's wallets, one page of each list); the ledger-wide verify
+// runs only when the health panel's "Check now" is pressed.
 
 import { request } from "./api.js";
 import { createCallsPanel } from "./calls.js";
 import { byId } from "./dom.js";
+import { createEventsPanel } from "./events.js";
 import { createHealthPanel } from "./health.js";
 import { createHistoryPanel } from "./history.js";
+import { createHoldsPanel } from "./holds.js";
+import { createLotsPanel } from "./lots.js";
 import { renderProblem } from "./messages.js";
 import { createMoneyPanel } from "./money.js";
 import { readPlace, writePlace } from "./place.js";
+import { createReversePanel } from "./reverse.js";
 import { startSession } from "./session.js";
+import { createStatementPanel } from "./statement.js";
 import { createWalletPanel } from "./wallet.js";
 
 const REFRESH_INTERVAL_MS = 5000;
 
+const WALLET_PANEL_IDS = ["money-panel", "holds-panel", "lots-panel", "history-panel", "statement-panel"];
+
 const wallets = createWalletPanel({ go });
-const money = createMoneyPanel({ currentWallet: () => wallets.current(), afterSend: refresh });
+const currentWallet = () => wallets.current();
+const money = createMoneyPanel({ currentWallet, afterSend: refresh });
+const holds = createHoldsPanel({ currentWallet, afterChange: refresh });
+const lots = createLotsPanel({ currentWallet });
+const reverse = createReversePanel({ currentWallet, afterChange: refresh });
 const history = createHistoryPanel({
-  currentWallet: () => wallets.current(),
+  currentWallet,
   placeChanged: () => writePlace(currentPlace(), { push: true }),
+  reverse: (transaction) => reverse.open(transaction),
 });
-const panelsOfTheWallet = [money, history];
+const statement = createStatementPanel({ currentWallet });
+const events = createEventsPanel({ currentWallet, walletEvent: refreshSoon });
+const panelsOfTheWallet = [money, holds, lots, reverse, history, statement, events];
 createHealthPanel();
 createCallsPanel();
 
@@ -41,7 +56,7 @@ async function go(place, { push }) {
   const navigation = ++navigations;
   const wallet = await wallets.show(place);
   if (navigation !== navigations) return; // a later navigation has taken over
-  for (const id of ["money-panel", "history-panel"]) byId(id).hidden = wallet === null;
+  for (const id of WALLET_PANEL_IDS) byId(id).hidden = wallet === null;
   for (const panel of panelsOfTheWallet) panel.walletChanged?.(wallet);
   if (wallet !== null) {
     // The URL's history page belongs to the wallet it names; another wallet starts at its newest.
@@ -51,20 +66,35 @@ async function go(place, { push }) {
   if (navigation === navigations) writePlace(currentPlace(), { push });
 }
 
-// Reads the chosen wallet, its owner's list and the history page again.
-async function refresh() {
-  await Promise.all([wallets.refresh(), ...panelsOfTheWallet.map((panel) => panel.refresh?.())]);
+// Reads the chosen wallet, its owner's list and the history page again; `event`: the event of
+// the feed about the wallet that asked for it.
+async function refresh({ event = null } = {}) {
+  await Promise.all([wallets.refresh({ event }), ...panelsOfTheWallet.map((panel) => panel.refresh?.())]);
   const wallet = wallets.current();
   if (wallet !== null) panelsOfTheWallet.forEach((panel) => panel.walletRead?.(wallet));
 }
 
-let periodicRefresh = null;
+// A refresh the page starts by itself (the timer, an event of the wallet): one at a time, and one
+// more after it when asked again meanwhile (the event may have come after its reads).
+let backgroundRefresh = null;
+let refreshAgain = null; // {event} of a refresh asked for while one ran
+function refreshSoon(event = null) {
+  if (wallets.current() === null) return;
+  if (backgroundRefresh !== null) {
+    refreshAgain = { event: event ?? refreshAgain?.event ?? null };
+    return;
+  }
+  backgroundRefresh = refresh({ event }).finally(() => {
+    backgroundRefresh = null;
+    const again = refreshAgain;
+    refreshAgain = null;
+    if (again !== null) refreshSoon(again.event);
+  });
+}
+
 function refreshPeriodically() {
   setInterval(() => {
-    if (document.hidden || wallets.current() === null || periodicRefresh !== null) return;
-    periodicRefresh = refresh().finally(() => {
-      periodicRefresh = null;
-    });
+    if (!document.hidden && backgroundRefresh === null) refreshSoon();
   }, REFRESH_INTERVAL_MS);
 }
 
@@ -78,9 +108,11 @@ async function signedIn(assetsAnswer) {
   }
   wallets.setAssets(assets.data.data);
   await go(readPlace(), { push: false });
+  events.start();
 }
 
 function signedOut() {
+  events.stop();
   byId("workspace").hidden = true;
 }
 

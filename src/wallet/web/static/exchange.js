@@ -55,7 +55,7 @@ export function curlLine(exchange) {
   if (exchange.method !== "GET") parts.push(`-X ${exchange.method}`);
   parts.push(shellQuote(exchange.url));
   for (const [name, value] of exchange.requestHeaders) {
-    if (name === "Accept") continue;
+    if (name === "Accept" && value.startsWith("application/json")) continue; // curl's default will do
     const shown = value === `Bearer ${MASKED_KEY}` ? `"${name}: Bearer $KEY"` : shellQuote(`${name}: ${value}`);
     parts.push(`-H ${shown}`);
   }

@@ -9,12 +9,16 @@ import { clearMessages, renderProblem } from "./messages.js";
 import { walletHref } from "./place.js";
 
 // The invariants of the API contract that GET /v1/ledger/verify checks, by the number its
-// problems carry. (API.md's invariants 5-8 of v1.1 join this list when verify checks them.)
+// problems carry.
 export const INVARIANTS = new Map([
   [1, "Every transaction's entries balance: sum of debits = sum of credits."],
   [2, "Every account's stored balance = credits − debits of its entries."],
   [3, "No user wallet balance is ever negative."],
   [4, "For each asset, the balances of all accounts (user and system) sum to zero."],
+  [5, "For each wallet, held = the sum of its pending, unexpired holds, and held ≤ balance."],
+  [6, "For each wallet, the remaining amounts of its unexpired lots sum to at most its balance."],
+  [7, "No transaction is reversed by more than its amount."],
+  [8, "Events: one transaction.posted per transaction."],
 ]);
 const SYSTEM_ACCOUNTS = ["treasury", "bonus", "revenue"];
 const ELAPSED_TICK_MS = 1000;

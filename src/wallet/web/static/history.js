@@ -1,12 +1,13 @@
 // The history panel: a wallet's transactions, newest first, a page at a time (the API's keyset
 // `next_cursor`), as its owner sees them: the other side of a transfer by its owner's name, and
-// no other wallet's balance.
+// no other wallet's balance. A reversible transaction has a "Reverse…" button (reverse.js).
 
 import { formatAmount, request, UUID_PATTERN } from "./api.js";
 import { byId, clock, copyableId, element, paragraph, utcText } from "./dom.js";
 import { walletById } from "./directory.js";
 import { renderProblem } from "./messages.js";
 import { PAGE_SIZE_DEFAULT } from "./place.js";
+import { REVERSIBLE_TYPES } from "./reverse.js";
 
 const ENTRY_COLUMNS = ["Side", "Account", "Amount", "Balance after"];
 // Names of the types this page knows; any other type is shown as the API names it.
@@ -15,8 +16,9 @@ const TYPE_NAMES = {
   journal: "Journal", reversal: "Reversal", expiry: "Expiry",
 };
 
-// `placeChanged()` tells the page the history moved to another page (for the URL).
-export function createHistoryPanel({ currentWallet, placeChanged }) {
+// `placeChanged()` tells the page the history moved to another page (for the URL);
+// `reverse(transaction)` opens the reversal form for a row.
+export function createHistoryPanel({ currentWallet, placeChanged, reverse }) {
   const list = byId("history-list");
   const result = byId("history-result");
   const pageLabel = byId("history-page");
@@ -34,7 +36,7 @@ export function createHistoryPanel({ currentWallet, placeChanged }) {
     const query = new URLSearchParams({ limit: String(state.limit) });
     if (state.pages.length) query.set("cursor", state.pages.at(-1));
     const page = await request("GET", `/v1/wallets/${wallet.id}/transactions?${query}`, { background });
-    const items = page.ok ? await Promise.all(page.data.data.map((item) => renderTransaction(item, wallet))) : [];
+    const items = page.ok ? await Promise.all(page.data.data.map((item) => renderTransaction(item, wallet, reverse))) : [];
     if (requestNumber !== requests) return; // a later request has taken over
     if (!page.ok) {
       renderProblem(result, page);
@@ -86,7 +88,7 @@ export function createHistoryPanel({ currentWallet, placeChanged }) {
   };
 }
 
-async function renderTransaction(transaction, wallet) {
+async function renderTransaction(transaction, wallet, reverse) {
   const names = await accountNames(transaction, wallet);
   const own = transaction.entries.filter((entry) => entry.account === wallet.id);
   const others = [...new Set(transaction.entries.filter((entry) => !own.includes(entry)).map((entry) => entry.account))];
@@ -104,6 +106,13 @@ async function renderTransaction(transaction, wallet) {
     facts(transaction),
     entriesTable(transaction, wallet, names),
   );
+  if (REVERSIBLE_TYPES.has(transaction.type)) {
+    const button = element("button", { type: "button", className: "secondary small-button reverse" }, "Reverse…");
+    const name = TYPE_NAMES[transaction.type].toLowerCase();
+    button.setAttribute("aria-label", `Reverse this ${name} of ${formatAmount(transaction.amount)} ${transaction.asset}`);
+    button.addEventListener("click", () => reverse(transaction));
+    item.querySelector(".transaction-head").append(button);
+  }
   return item;
 }
 

@@ -27,6 +27,12 @@ const PROBLEM_SENTENCES = {
   method_not_allowed: "The service does not take this method here.",
   unavailable: "The database is busy or unreachable. Try again shortly with the same key.",
   internal_error: "The service failed unexpectedly; the error has been logged.",
+  hold_not_found: "There is no such hold.",
+  hold_not_pending: "The hold is no longer pending (captured, voided or expired): it cannot be captured or voided.",
+  capture_exceeds_hold: "A capture cannot take more than the hold reserved.",
+  reversal_exceeds_original: "This would reverse more than is left of the original transaction.",
+  not_reversible: "This kind of transaction cannot be reversed (a reversal or an expiry).",
+  statement_too_large: "The period holds too many transactions for one statement: choose a shorter one.",
 };
 
 // Extra advice for a code, depending on how the page signed in.

@@ -6,6 +6,7 @@ import { formatAmount, request, UUID_PATTERN } from "./api.js";
 import { byId, clock, copyableId, element, utcText } from "./dom.js";
 import { rememberWallets } from "./directory.js";
 import { clearMessages, renderMessage, renderProblem } from "./messages.js";
+import { durationText } from "./time.js";
 
 export const DEFAULT_OWNER = "demo-alice";
 
@@ -70,6 +71,7 @@ export function createWalletPanel({ go }) {
   }
 
   function select(wallet) {
+    if (wallet?.id !== state.wallet?.id) byId("wallet-event-read").hidden = true;
     state.wallet = wallet;
     byId("wallet-card").hidden = wallet === null;
     if (wallet !== null) renderCard();
@@ -103,8 +105,9 @@ export function createWalletPanel({ go }) {
     byId("wallet-facts-extra").replaceChildren(...extraFacts(wallet));
   }
 
-  // Reads the wallet and its owner's list again (cheap reads by id and by owner).
-  async function refresh() {
+  // Reads the wallet and its owner's list again (cheap reads by id and by owner); `event`: the
+  // event of the feed about this wallet that asked for it, said on the card.
+  async function refresh({ event = null } = {}) {
     const wallet = state.wallet;
     if (wallet === null) return;
     const requestNumber = requests;
@@ -122,6 +125,11 @@ export function createWalletPanel({ go }) {
     }
     renderCard();
     renderList();
+    if (event !== null) {
+      byId("wallet-event-read").hidden = false;
+      byId("wallet-event-read").replaceChildren("Read again at ", clock(state.asOf),
+        ` when the event feed brought ${event.type} for this wallet.`);
+    }
   }
 
   byId("lookup-form").addEventListener("submit", async (event) => {
@@ -172,19 +180,25 @@ export function createWalletPanel({ go }) {
   };
 }
 
-// Facts of the v1.1 Wallet object, shown when the service sends them.
+// Facts of the v1.1 Wallet object, shown when the service sends them: `available` (balance less
+// what pending holds reserve) is what a spend, a transfer or a new hold can use.
 function extraFacts(wallet) {
   const facts = [];
-  if (wallet.held !== undefined) facts.push(["Held", formatAmount(wallet.held)]);
-  if (wallet.available !== undefined) facts.push(["Available", formatAmount(wallet.available)]);
+  if (wallet.held !== undefined) facts.push(["held", "Held", formatAmount(wallet.held)]);
+  if (wallet.available !== undefined) facts.push(["available", "Available", formatAmount(wallet.available)]);
   if (wallet.next_expiry !== undefined) {
     const expiry = wallet.next_expiry;
+    const left = expiry === null ? 0 : Date.parse(expiry.expires_at) - Date.now();
     facts.push([
+      "next-expiry",
       "Next expiry",
-      expiry === null ? "none" : `${formatAmount(expiry.amount)} on ${utcText(expiry.expires_at)}`,
+      expiry === null
+        ? "none"
+        : `${formatAmount(expiry.amount)} ${wallet.asset} on ${utcText(expiry.expires_at)}` +
+          (left > 0 ? ` (in ${durationText(left)})` : ""),
     ]);
   }
-  return facts.flatMap(([term, value]) => [element("dt", {}, term), element("dd", {}, value)]);
+  return facts.flatMap(([name, term, value]) => [element("dt", {}, term), element("dd", { id: `wallet-${name}` }, value)]);
 }
 
 // Runs `task` with the submit button disabled, so a double click sends one request.
