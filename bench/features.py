@@ -1,8 +1,9 @@
 """What the ledger's features cost, each as a ratio measured within one run (the machine is shared
 and its speed drifts, so no figure is compared with another run's):
 
-- issue 19, hash chains: spends with the chains vs spends with ledger.entry_hash neutralised;
-  and `wallet ledger verify --deep` on the run's whole ledger beside the plain verify;
+- issue 19, hash chains: spends with the chains vs spends with ledger.entry_hash neutralised,
+  and what one entry's hash costs a backend alone (hash_cost); and `wallet ledger verify --deep`
+  on the run's whole ledger beside the plain verify;
 - issue 13, the outbox: spends as they are vs spends with a ledger.post that writes no event; and
   how fast `wallet events relay` publishes the feed to NATS JetStream;
 - issue 12, expiring credits: spends on wallets holding 10 lots each vs spends on plain wallets.
@@ -12,8 +13,8 @@ the statement posting.post sends, one spend per call) at the reference concurren
 database of their own: the template copied again as `<run database>_features` and migrated, so
 that the variants, which write entries whose hashes are no chain and transactions without an
 event, never reach the ledger the rest of the run verifies. The variants, ROUND_SECONDS each, in
-turn, cycle after cycle, the order reversed every other cycle (A B C D, D C B A, ...) so that a
-drift of the machine's speed weighs on all alike:
+turn, BENCH_FEATURE_CYCLES cycles, the order reversed every other cycle (A B C D, D C B A, ...)
+so that a drift of the machine's speed weighs on all alike:
 
 - `as is`: the ledger functions as installed, on the plain wallets (funded once, no lots);
 - `no chain`: ledger.entry_hash (same signature, from ledger/sql/chains.sql) returns `previous`
@@ -73,7 +74,6 @@ NO_OUTBOX = "no outbox"
 LOTS = "10 lots"
 VARIANTS = (AS_IS, NO_CHAIN, NO_OUTBOX, LOTS)
 ROUND_SECONDS = {"quick": 3, "full": 5}
-CYCLES = {"quick": 3, "full": 6}
 DATABASE_SUFFIX = "_features"
 DEEP_VERIFY_TIMEOUT_SECONDS = 1800
 
@@ -256,7 +256,7 @@ async def _rounds(
     try:
         return [
             await _round(bench, url, variants[name], cycle, api_key_id, seconds)
-            for cycle, name in round_order(CYCLES[bench.settings.mode])
+            for cycle, name in round_order(bench.settings.feature_cycles)
         ]
     finally:
         stop.set()
@@ -266,8 +266,7 @@ async def _rounds(
 
 def summarise(rounds: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Per variant: its spends/s (mean of its rounds, and their range), its ratio to `as is`
-    (the means', and the range of the ratios within each cycle), database CPU per spend and
-    events per spend."""
+    (the means', and the ratios within each cycle), database CPU per spend and events per spend."""
     rate = {(r["cycle"], r["variant"]): float(r["spends_per_second"]) for r in rounds}
     cycles = sorted({r["cycle"] for r in rounds})
     base = statistics.fmean(rate[cycle, AS_IS] for cycle in cycles)
@@ -284,6 +283,7 @@ def summarise(rounds: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
             "spends_per_second_range": [round(min(rates), 1), round(max(rates), 1)],
             "ratio_to_as_is": round(mean / base, 4) if base else 0.0,
             "cycle_ratio_range": [round(min(cycle_ratios), 4), round(max(cycle_ratios), 4)],
+            "cycle_ratios": [round(ratio, 4) for ratio in cycle_ratios],
             "database_us_per_spend": round(
                 sum(r["database_us_per_spend"] * r["spends_posted"] for r in mine) / spends, 1
             )
@@ -294,6 +294,64 @@ def summarise(rounds: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
             "cpu_other_max": max(r["cpu_cores"].get("other", 0.0) for r in mine),
         }
     return summary
+
+
+# --- one entry's hash, alone ------------------------------------------------------------------
+
+HASH_SAMPLE_ENTRIES = 100_000
+HASH_TRIALS = 3
+# Every entry's hash as ledger.post computes it (ledger.entry_hash), over existing entries.
+HASH_ENTRIES = """
+SELECT sum(length(ledger.entry_hash(e.hash, e.transaction_id, e.account_id, e.direction, e.amount,
+    e.balance_after, $2, e.slot, e.account_sequence, e.created_at)))
+FROM (SELECT * FROM entry LIMIT $1) e
+"""
+
+
+def _postgres_process(process_id: int) -> bool:
+    """Whether `process_id` is a PostgreSQL process of this machine (a remote server's backend
+    PID may name any local process)."""
+    try:
+        return b"postgres" in Path(f"/proc/{process_id}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
+async def _hash_seconds(connection: Any, process_id: int | None) -> float:
+    """The backend's CPU seconds for HASH_ENTRIES (its wall time when the backend is not visible)."""
+    cpu_before = None if process_id is None else measure.process_cpu_seconds(process_id)
+    started = time.monotonic()
+    await connection.fetchval(HASH_ENTRIES, HASH_SAMPLE_ENTRIES, ledger_data.ASSET)
+    wall = time.monotonic() - started
+    cpu_after = None if process_id is None else measure.process_cpu_seconds(process_id)
+    return wall if cpu_before is None or cpu_after is None else cpu_after - cpu_before
+
+
+async def hash_cost(url: str) -> dict[str, Any]:
+    """CPU per entry of ledger.entry_hash, as is and neutralised, in one backend: the least of
+    HASH_TRIALS alternating runs over HASH_SAMPLE_ENTRIES entries each."""
+    no_chain, chain = no_chain_sql()
+    async with database.connect(url) as connection:
+        backend = int(await connection.fetchval("SELECT pg_backend_pid()"))
+        process_id = backend if _postgres_process(backend) else None
+        await connection.fetchval(
+            HASH_ENTRIES, HASH_SAMPLE_ENTRIES, ledger_data.ASSET
+        )  # the pages into shared buffers
+        seconds: dict[str, list[float]] = {AS_IS: [], NO_CHAIN: []}
+        for _ in range(HASH_TRIALS):
+            seconds[AS_IS].append(await _hash_seconds(connection, process_id))
+            await connection.execute(no_chain)
+            try:
+                seconds[NO_CHAIN].append(await _hash_seconds(connection, process_id))
+            finally:
+                await connection.execute(chain)
+    per_entry = {name: min(values) / HASH_SAMPLE_ENTRIES * 1e6 for name, values in seconds.items()}
+    return {
+        "entries": HASH_SAMPLE_ENTRIES,
+        "clock": "backend CPU" if process_id is not None else "wall",
+        "us_per_entry": {name: round(value, 2) for name, value in per_entry.items()},
+        "hash_us_per_entry": round(per_entry[AS_IS] - per_entry[NO_CHAIN], 2),
+    }
 
 
 # --- the relay ---------------------------------------------------------------------------------
@@ -492,6 +550,7 @@ async def run(bench: scenarios.Bench, server: DatabaseServer, output_dir: Path) 
             variants, api_key_id = await _variants(connection, settings.wallet_count, output_dir / "data")
         relay = await _relay(url, api_key_id, settings.wallet_count, bench.log_dir)
         rounds = await _rounds(bench, url, variants, api_key_id)
+        hashing = await hash_cost(url)
     finally:
         await database.drop_database(server, name)
     return {
@@ -500,12 +559,13 @@ async def run(bench: scenarios.Bench, server: DatabaseServer, output_dir: Path) 
         "seconds": round(time.monotonic() - started, 1),
         "connections": settings.concurrency_reference,
         "round_seconds": ROUND_SECONDS[settings.mode],
-        "cycles": CYCLES[settings.mode],
+        "cycles": settings.feature_cycles,
         "lot_wallets": len(ledger_data.lot_wallet_numbers(settings.wallet_count)),
         "lots_per_wallet": ledger_data.LOT_COUNT,
         "rounds": rounds,
         "variants": summarise(rounds),
         "relay": relay,
+        "hash_cost": hashing,
     }
 
 
@@ -537,31 +597,36 @@ def _target(figure: str, target: str, measured: str, met: bool) -> dict[str, Any
     return {"figure": figure, "target": target, "measured": measured, "met": met}
 
 
-def _inverse_range(ratio_range: list[float]) -> tuple[float, float]:
-    """The range of as-is/variant from the range of variant/as-is."""
-    low, high = ratio_range
-    return (1 / high if high else 0.0), (1 / low if low else 0.0)
+def _summaries(costs: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The variants' summaries, from the rounds (so results.json of any run renders alike)."""
+    return summarise(costs["rounds"])
+
+
+def _cycles_text(ratios: list[float]) -> str:
+    """The per-cycle ratios: their median and range."""
+    if not ratios:
+        return "no cycle"
+    return f"per cycle median {statistics.median(ratios):.0%}, {min(ratios):.0%}-{max(ratios):.0%}"
 
 
 def _cost_target(costs: dict[str, Any], variant: str, figure: str, minimum: float) -> dict[str, Any]:
     """Spends as is against spends without a feature: as-is / variant >= minimum."""
-    as_is, without = costs["variants"][AS_IS], costs["variants"][variant]
+    as_is, without = _summaries(costs)[AS_IS], _summaries(costs)[variant]
     ratio = as_is["spends_per_second"] / without["spends_per_second"] if without["spends_per_second"] else 0.0
-    low, high = _inverse_range(without["cycle_ratio_range"])
+    inverse = [1 / value for value in without["cycle_ratios"] if value]
     measured = (
         f"{as_is['spends_per_second']:,.0f} vs {without['spends_per_second']:,.0f} spends/s ({variant}): "
-        f"{ratio:.1%} (per cycle {low:.0%}-{high:.0%}); database CPU {as_is['database_us_per_spend']:,.0f} "
+        f"{ratio:.1%} ({_cycles_text(inverse)}); database CPU {as_is['database_us_per_spend']:,.0f} "
         f"vs {without['database_us_per_spend']:,.0f} µs/spend"
     )
     return _target(figure, f">= {minimum:.0%} of the figure without it", measured, ratio >= minimum)
 
 
 def _lots_target(costs: dict[str, Any]) -> dict[str, Any]:
-    as_is, lots = costs["variants"][AS_IS], costs["variants"][LOTS]
-    low, high = lots["cycle_ratio_range"]
+    as_is, lots = _summaries(costs)[AS_IS], _summaries(costs)[LOTS]
     measured = (
         f"{lots['spends_per_second']:,.0f} vs {as_is['spends_per_second']:,.0f} spends/s: "
-        f"{lots['ratio_to_as_is']:.1%} (per cycle {low:.0%}-{high:.0%}); database CPU "
+        f"{lots['ratio_to_as_is']:.1%} ({_cycles_text(lots['cycle_ratios'])}); database CPU "
         f"{lots['database_us_per_spend']:,.0f} vs {as_is['database_us_per_spend']:,.0f} µs/spend"
     )
     return _target(
@@ -577,7 +642,7 @@ def _relay_target(costs: dict[str, Any]) -> dict[str, Any]:
     figure, target = "`wallet events relay` to NATS JetStream (issue 13)", ">= the spend rate"
     if "not_measured" in relay:
         return _target(figure, target, f"not measured: {relay['not_measured']}", False)
-    spends = costs["variants"][AS_IS]["spends_per_second"]
+    spends = _summaries(costs)[AS_IS]["spends_per_second"]
     stream = relay["stream"]
     measured = (
         f"{relay['events_per_second']:,.0f} events/s vs {spends:,.0f} spends/s (pgbench, as is) "
@@ -626,16 +691,15 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 
 VARIANT_HEADER = [
-    "variant", "rounds", "spends/s (mean)", "range", "vs as is", "per cycle vs as is",
+    "variant", "rounds", "spends/s (mean)", "range", "vs as is", "per cycle vs as is: median, range",
     "database µs/spend", "events/spend", "failed", "CPU other (max)",
 ]  # fmt: skip
 
 
 def _variant_rows(costs: dict[str, Any]) -> list[list[str]]:
     rows = []
-    for name, summary in costs["variants"].items():
+    for name, summary in _summaries(costs).items():
         low, high = summary["spends_per_second_range"]
-        ratio_low, ratio_high = summary["cycle_ratio_range"]
         rows.append(
             [
                 name,
@@ -643,7 +707,7 @@ def _variant_rows(costs: dict[str, Any]) -> list[list[str]]:
                 f"{summary['spends_per_second']:,.0f}",
                 f"{low:,.0f}-{high:,.0f}",
                 f"{summary['ratio_to_as_is']:.1%}",
-                f"{ratio_low:.0%}-{ratio_high:.0%}",
+                _cycles_text(summary["cycle_ratios"]).removeprefix("per cycle median "),
                 f"{summary['database_us_per_spend']:,.0f}",
                 f"{summary['events_per_spend']:.2f}",
                 str(summary["failed"]),
@@ -688,6 +752,19 @@ def report_lines(results: dict[str, Any]) -> list[str]:
         "",
         *_table(["cycle", *VARIANTS], _cycle_rows(costs)),
     ]
+    hashing = costs.get("hash_cost")
+    if hashing is not None:
+        spend_us = _summaries(costs)[AS_IS]["database_us_per_spend"]
+        lines += [
+            "",
+            f"One entry's hash alone (ledger.entry_hash over {hashing['entries']:,} entries in one "
+            f"backend, the least of {HASH_TRIALS} runs, by {hashing['clock']} time): "
+            f"{hashing['us_per_entry'][AS_IS]} µs as is, {hashing['us_per_entry'][NO_CHAIN]} µs "
+            f"neutralised, so {hashing['hash_us_per_entry']} µs per entry, "
+            f"{2 * hashing['hash_us_per_entry']:.1f} µs for a spend's two entries "
+            f"({2 * hashing['hash_us_per_entry'] / spend_us:.1%} of the {spend_us:,.0f} µs of database CPU "
+            "per spend as is in the rounds).",
+        ]
     relay = costs["relay"]
     if "not_measured" in relay:
         lines += ["", f"The relay: not measured ({relay['not_measured']})."]
