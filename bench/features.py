@@ -304,16 +304,39 @@ def summarise(rounds: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return summary
 
 
-# --- one entry's hash, alone ------------------------------------------------------------------
+# --- the hashes alone ---------------------------------------------------------------------------
 
 HASH_SAMPLE_ENTRIES = 100_000
+HASH_TRANSACTIONS = 3_000
 HASH_TRIALS = 3
-# Every entry's hash as ledger.post computes it (ledger.entry_hash), over existing entries.
+# Every entry's hash as ledger.post computes it (ledger.entry_hash), over existing entries in one
+# statement: the cost per entry once the call is set up (what `verify --deep` pays per entry).
 HASH_ENTRIES = """
 SELECT sum(length(ledger.entry_hash(e.hash, e.transaction_id, e.account_id, e.direction, e.amount,
     e.balance_after, $2, e.slot, e.account_sequence, e.created_at)))
 FROM (SELECT * FROM entry LIMIT $1) e
 """
+# A spend's two hashes (its wallet's entry, its system slot's), computed in PL/pgSQL as
+# ledger.post computes them, one call per transaction: what a lone spend pays for its hashes,
+# the setting up of the call in each transaction included.
+SPEND_HASHES_FUNCTION = """
+CREATE OR REPLACE FUNCTION pg_temp.spend_hashes(head bytea, asset text) RETURNS bytea
+LANGUAGE plpgsql AS $$
+DECLARE
+    at timestamptz := clock_timestamp();
+    id uuid := gen_random_uuid();
+    wallet bytea;
+    slot bytea;
+BEGIN
+    wallet := ledger.entry_hash(head, id, id, 'debit', 1::bigint, 999::bigint, asset, NULL::smallint,
+        2::bigint, at);
+    slot := ledger.entry_hash(head, id, id, 'credit', 1::bigint, NULL::bigint, asset, 3::smallint,
+        2::bigint, at);
+    RETURN wallet || slot;
+END
+$$
+"""
+SPEND_HASHES = "SELECT pg_temp.spend_hashes(ledger.chain_genesis(), $1)"
 
 
 def _postgres_process(process_id: int) -> bool:
@@ -325,40 +348,60 @@ def _postgres_process(process_id: int) -> bool:
         return False
 
 
-async def _hash_seconds(connection: Any, process_id: int | None) -> float:
-    """The backend's CPU seconds for HASH_ENTRIES (its wall time when the backend is not visible)."""
+async def _entries_at_once(connection: Any) -> None:
+    await connection.fetchval(HASH_ENTRIES, HASH_SAMPLE_ENTRIES, ledger_data.ASSET)
+
+
+async def _spends_one_by_one(connection: Any) -> None:
+    for _ in range(HASH_TRANSACTIONS):
+        await connection.fetchval(SPEND_HASHES, ledger_data.ASSET)
+
+
+async def _seconds(connection: Any, process_id: int | None, work: Any) -> float:
+    """The backend's CPU seconds for `work` (its wall time when the backend is not visible)."""
     cpu_before = None if process_id is None else measure.process_cpu_seconds(process_id)
     started = time.monotonic()
-    await connection.fetchval(HASH_ENTRIES, HASH_SAMPLE_ENTRIES, ledger_data.ASSET)
+    await work(connection)
     wall = time.monotonic() - started
     cpu_after = None if process_id is None else measure.process_cpu_seconds(process_id)
     return wall if cpu_before is None or cpu_after is None else cpu_after - cpu_before
 
 
 async def hash_cost(url: str) -> dict[str, Any]:
-    """CPU per entry of ledger.entry_hash, as is and neutralised, in one backend: the least of
-    HASH_TRIALS alternating runs over HASH_SAMPLE_ENTRIES entries each."""
+    """ledger.entry_hash, as is and neutralised, in one backend, the least of HASH_TRIALS
+    alternating runs of each: per entry over HASH_SAMPLE_ENTRIES entries in one statement, and
+    per spend over HASH_TRANSACTIONS transactions of a spend's two hashes each."""
     no_chain, chain = no_chain_sql()
+    works = {
+        "entries": (_entries_at_once, HASH_SAMPLE_ENTRIES),
+        "spends": (_spends_one_by_one, HASH_TRANSACTIONS),
+    }
     async with database.connect(url) as connection:
         backend = int(await connection.fetchval("SELECT pg_backend_pid()"))
         process_id = backend if _postgres_process(backend) else None
-        await connection.fetchval(
-            HASH_ENTRIES, HASH_SAMPLE_ENTRIES, ledger_data.ASSET
-        )  # the pages into shared buffers
-        seconds: dict[str, list[float]] = {AS_IS: [], NO_CHAIN: []}
+        await connection.execute(SPEND_HASHES_FUNCTION)
+        await _entries_at_once(connection)  # the pages into shared buffers
+        seconds: dict[tuple[str, str], list[float]] = {}
         for _ in range(HASH_TRIALS):
-            seconds[AS_IS].append(await _hash_seconds(connection, process_id))
-            await connection.execute(no_chain)
-            try:
-                seconds[NO_CHAIN].append(await _hash_seconds(connection, process_id))
-            finally:
-                await connection.execute(chain)
-    per_entry = {name: min(values) / HASH_SAMPLE_ENTRIES * 1e6 for name, values in seconds.items()}
+            for variant in (AS_IS, NO_CHAIN):
+                if variant == NO_CHAIN:
+                    await connection.execute(no_chain)
+                try:
+                    for unit, (work, _count) in works.items():
+                        measured = await _seconds(connection, process_id, work)
+                        seconds.setdefault((unit, variant), []).append(measured)
+                finally:
+                    if variant == NO_CHAIN:
+                        await connection.execute(chain)
+    us = {key: min(values) / works[key[0]][1] * 1e6 for key, values in seconds.items()}
     return {
         "entries": HASH_SAMPLE_ENTRIES,
+        "transactions": HASH_TRANSACTIONS,
         "clock": "backend CPU" if process_id is not None else "wall",
-        "us_per_entry": {name: round(value, 2) for name, value in per_entry.items()},
-        "hash_us_per_entry": round(per_entry[AS_IS] - per_entry[NO_CHAIN], 2),
+        "us_per_entry": {variant: round(us["entries", variant], 2) for variant in (AS_IS, NO_CHAIN)},
+        "hash_us_per_entry": round(us["entries", AS_IS] - us["entries", NO_CHAIN], 2),
+        "us_per_spend": {variant: round(us["spends", variant], 2) for variant in (AS_IS, NO_CHAIN)},
+        "hash_us_per_spend": round(us["spends", AS_IS] - us["spends", NO_CHAIN], 2),
     }
 
 
@@ -736,6 +779,24 @@ def _cycle_rows(costs: dict[str, Any]) -> list[list[str]]:
     ]
 
 
+def _hash_line(hashing: dict[str, Any], spend_us: float) -> str:
+    line = (
+        f"The hashes alone, in one backend ({hashing['clock']} time, the least of {HASH_TRIALS} runs "
+        f"each, as is and neutralised): over {hashing['entries']:,} entries in one statement "
+        f"{hashing['us_per_entry'][AS_IS]} µs vs {hashing['us_per_entry'][NO_CHAIN]} µs per entry, so "
+        f"{hashing['hash_us_per_entry']} µs per entry's hash"
+    )
+    if "us_per_spend" not in hashing:  # results from before the per-spend measure
+        return line + "."
+    per_spend = hashing["hash_us_per_spend"]
+    return line + (
+        f"; a spend's two hashes in PL/pgSQL, one transaction each ({hashing['transactions']:,}): "
+        f"{hashing['us_per_spend'][AS_IS]} µs vs {hashing['us_per_spend'][NO_CHAIN]} µs per "
+        f"transaction, so {per_spend} µs per spend ({per_spend / spend_us:.1%} of the {spend_us:,.0f} µs "
+        "of database CPU per spend as is in the rounds)."
+    )
+
+
 def report_lines(results: dict[str, Any]) -> list[str]:
     """The section of results.md (nothing for results from before this module)."""
     costs = results.get("features")
@@ -764,17 +825,7 @@ def report_lines(results: dict[str, Any]) -> list[str]:
     ]
     hashing = costs.get("hash_cost")
     if hashing is not None:
-        spend_us = _summaries(costs)[AS_IS]["database_us_per_spend"]
-        lines += [
-            "",
-            f"One entry's hash alone (ledger.entry_hash over {hashing['entries']:,} entries in one "
-            f"backend, the least of {HASH_TRIALS} runs, by {hashing['clock']} time): "
-            f"{hashing['us_per_entry'][AS_IS]} µs as is, {hashing['us_per_entry'][NO_CHAIN]} µs "
-            f"neutralised, so {hashing['hash_us_per_entry']} µs per entry, "
-            f"{2 * hashing['hash_us_per_entry']:.1f} µs for a spend's two entries "
-            f"({2 * hashing['hash_us_per_entry'] / spend_us:.1%} of the {spend_us:,.0f} µs of database CPU "
-            "per spend as is in the rounds).",
-        ]
+        lines += ["", _hash_line(hashing, _summaries(costs)[AS_IS]["database_us_per_spend"])]
     relay = costs["relay"]
     if "not_measured" in relay:
         lines += ["", f"The relay: not measured ({relay['not_measured']})."]
