@@ -668,7 +668,7 @@ def _cost_target(costs: dict[str, Any], variant: str, figure: str, minimum: floa
     inverse = [1 / value for value in without["cycle_ratios"] if value]
     measured = (
         f"{as_is['spends_per_second']:,.0f} vs {without['spends_per_second']:,.0f} spends/s ({variant}): "
-        f"{ratio:.1%} ({_cycles_text(inverse)}); database CPU {as_is['database_us_per_spend']:,.0f} "
+        f"{ratio:.2%} ({_cycles_text(inverse)}); database CPU {as_is['database_us_per_spend']:,.0f} "
         f"vs {without['database_us_per_spend']:,.0f} µs/spend"
     )
     return _target(figure, f">= {minimum:.0%} of the figure without it", measured, ratio >= minimum)
@@ -678,7 +678,7 @@ def _lots_target(costs: dict[str, Any]) -> dict[str, Any]:
     as_is, lots = _summaries(costs)[AS_IS], _summaries(costs)[LOTS]
     measured = (
         f"{lots['spends_per_second']:,.0f} vs {as_is['spends_per_second']:,.0f} spends/s: "
-        f"{lots['ratio_to_as_is']:.1%} ({_cycles_text(lots['cycle_ratios'])}); database CPU "
+        f"{lots['ratio_to_as_is']:.2%} ({_cycles_text(lots['cycle_ratios'])}); database CPU "
         f"{lots['database_us_per_spend']:,.0f} vs {as_is['database_us_per_spend']:,.0f} µs/spend"
     )
     return _target(
