@@ -2,8 +2,8 @@
 and its speed drifts, so no figure is compared with another run's):
 
 - issue 19, hash chains: spends with the chains vs spends with ledger.entry_hash neutralised,
-  and what one entry's hash costs a backend alone (hash_cost); and `wallet ledger verify --deep`
-  on the run's whole ledger beside the plain verify;
+  and what the hashes cost a backend alone, per entry and per spend (hash_cost); and `wallet
+  ledger verify --deep` on the run's whole ledger beside the plain verify;
 - issue 13, the outbox: spends as they are vs spends with a ledger.post that writes no event; and
   how fast `wallet events relay` publishes the feed to NATS JetStream;
 - issue 12, expiring credits: spends on wallets holding 10 lots each vs spends on plain wallets.
@@ -18,9 +18,9 @@ so that a drift of the machine's speed weighs on all alike:
 
 - `as is`: the ledger functions as installed, on the plain wallets (funded once, no lots);
 - `no chain`: ledger.entry_hash (same signature, from ledger/sql/chains.sql) returns `previous`
-  unchanged. ledger.post still calls it for every entry, still writes every entry's 32-byte
-  `hash` (the chain's head, repeated) and still updates the heads of the wallets and slots: what
-  it no longer does is build the entry's content text and its SHA-256;
+  unchanged (inlined, the call is just that value). ledger.post still writes every entry's
+  32-byte `hash` (the chain's head, repeated) and still updates the heads of the wallets and
+  slots: what it no longer does is build the entry's content text and its SHA-256;
 - `no outbox`: ledger.post made at run time from ledger/sql/post.sql without its statement
   `INSERT INTO event ... 'transaction.posted'` (the run fails if that text is not found);
 - `10 lots`: the statement as is on the lot wallets (bench/ledger_data.py): each spend takes
@@ -29,10 +29,9 @@ so that a drift of the machine's speed weighs on all alike:
 A variant's function is installed (CREATE OR REPLACE, under the same name) right before its round
 and the file's own definition right after it. Each round starts after a CHECKPOINT; a round of
 `as is` and one of `10 lots` go first, uncounted, to bring the copy's pages of both sets of
-wallets into shared buffers. The event
-sequencer runs beside the rounds as each serving process runs it (every
-events_sequence_interval_ms; it places nothing in a `no outbox` round), so the outbox's cost
-includes giving its events their positions.
+wallets into shared buffers. The event sequencer runs beside the rounds as each serving process
+runs it (every events_sequence_interval_ms; it places nothing in a `no outbox` round), so the
+outbox's cost includes giving its events their positions.
 
 The relay, in the same database before the rounds: the events it holds are given positions and
 purged (ledger.purge_events, as retention does), RELAY_SPENDS spends are posted through

@@ -11,7 +11,7 @@
 5. The other scenarios at the reference concurrency.
 6. The features' costs (bench/features.py), in a copy of the template of their own: pgbench
    rounds of the service's SQL as is and without hash chains, without the outbox, on wallets
-   of 10 lots; the relay's events/s to a nats-server of the run's own.
+   of 10 lots; the relay's events/s to a nats-server of the run's own; the hashes' CPU alone.
 7. py-spy on a worker during spends; the ledger verified after everything, plainly and deep.
 8. results.json, results.md and the plots in BENCH_OUTPUT_DIR.
 """
