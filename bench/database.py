@@ -33,7 +33,7 @@ from bench import ledger_data
 from bench.settings import DATABASE_NAME_DEFAULT, BenchSettings, SettingsError
 from wallet.db import embedded
 
-RECIPE_VERSION = 3  # raise when ledger_data changes what it builds or records
+RECIPE_VERSION = 4  # raise when ledger_data changes what it builds or records
 WALLET_COMMAND = str(Path(sys.executable).with_name("wallet"))
 CONNECT_TIMEOUT_SECONDS = 10.0
 COMMAND_TIMEOUT_SECONDS = 600.0
@@ -209,11 +209,12 @@ async def _build_template(url: str, settings: BenchSettings) -> dict[str, Any]:
         built = await ledger_data.build(connection, settings.wallet_count, history_sizes)
     seconds_by_step.update(built.seconds_by_step)
     started = time.monotonic()
-    verification = json.loads(wallet_command(url, "ledger", "verify").stdout)
-    seconds_by_step["wallet ledger verify"] = time.monotonic() - started
+    verification = json.loads(wallet_command(url, "ledger", "verify", "--deep").stdout)
+    seconds_by_step["wallet ledger verify --deep"] = time.monotonic() - started
     assert verification["ok"], verification
     total = sum(seconds_by_step.values())
-    print(f"bench: template built in {total:.0f} s, {built.entries} entries, ledger verified", flush=True)
+    print(f"bench: template built in {total:.0f} s, {built.entries} entries, ledger verified "
+          "(chains too)", flush=True)  # fmt: skip
     return {
         "recipe": _recipe(settings),
         "entries": built.entries,
@@ -226,15 +227,28 @@ async def _build_template(url: str, settings: BenchSettings) -> dict[str, Any]:
     }
 
 
-async def create_run_database(server: DatabaseServer, settings: BenchSettings) -> float:
-    """Drop the run database and copy it from the template; returns the seconds it took."""
+async def create_run_database(
+    server: DatabaseServer, settings: BenchSettings, name: str | None = None
+) -> float:
+    """Drop the run database (or database `name`, which must contain "bench") and copy it from the
+    template; returns the seconds it took."""
     started = time.monotonic()
     template = server.template_database(settings)
+    target = name or server.run_database
+    assert "bench" in target, target
     async with connect(server.maintenance_url) as connection:
-        await _drop_database(connection, server.run_database)
+        await _drop_database(connection, target)
         await connection.execute(
-            f"CREATE DATABASE {quote_identifier(server.run_database)} "
+            f"CREATE DATABASE {quote_identifier(target)} "
             f"TEMPLATE {quote_identifier(template)} STRATEGY FILE_COPY"
         )
-    wallet_command(server.run_url, "db", "migrate")  # a no-op unless a migration is newer
+    # Newer migrations if any, and the ledger's functions of this code installed anew.
+    wallet_command(with_database(server.maintenance_url, target), "db", "migrate")
     return time.monotonic() - started
+
+
+async def drop_database(server: DatabaseServer, name: str) -> None:
+    """Drop a database of the benchmark's (its name must contain "bench") when it exists."""
+    assert "bench" in name, name
+    async with connect(server.maintenance_url) as connection:
+        await _drop_database(connection, name)

@@ -156,10 +156,11 @@ async def _parameter_types(connection: Connection, query: str) -> list[str]:
 
 
 async def service_script(
-    connection: Connection, api_key_id: uuid.UUID, wallet_count: int, spends: int
+    connection: Connection, api_key_id: uuid.UUID, wallet_count: int, spends: int, first_wallet: int = 1
 ) -> tuple[str, str]:
-    """(the pgbench script of `spends` spends per call, the service's statement it replays)."""
-    assert 1 <= spends <= 16 and wallet_count >= spends
+    """(the pgbench script of `spends` spends per call on wallets first_wallet to
+    first_wallet + wallet_count - 1, the service's statement it replays)."""
+    assert 1 <= spends <= 16 and wallet_count >= spends and first_wallet >= 1
     probe = _probe(spends)
     query, arguments = await _service_call(probe)
     placeholders = {int(number) for number in re.findall(r"\$(\d+)", query)}
@@ -173,8 +174,8 @@ async def service_script(
     statement = re.sub(r"\$(\d+)", lambda match: expressions[int(match.group(1)) - 1], query)
     lines = [f"\\set tail random(0, {TAIL_MAX})", "\\set head random(0, 4095)"]
     for number in range(1, spends + 1):  # spend i: a wallet of the i-th of `spends` equal ranges
-        first = (number - 1) * wallet_count // spends + 1
-        last = number * wallet_count // spends
+        first = first_wallet + (number - 1) * wallet_count // spends
+        last = first_wallet - 1 + number * wallet_count // spends
         lines.append(f"\\set wallet{number} random({first}, {last})")
     script = "\n".join(lines) + "\n" + " ".join(statement.split()) + ";\n"
     return script, " ".join(query.split())

@@ -67,6 +67,12 @@ def _tree(stats: dict[int, _ProcessStat], root_id: int) -> list[int]:
     return found
 
 
+def process_cpu_seconds(process_id: int) -> float | None:
+    """CPU time (user + system) one process has used so far; None when it is not visible here."""
+    stat = _read_stat(process_id)
+    return None if stat is None else stat.cpu_ticks / CLOCK_TICKS_PER_SECOND
+
+
 def tree_process_ids(root_id: int) -> list[int]:
     return _tree(_all_processes(), root_id)
 

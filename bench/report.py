@@ -13,7 +13,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from bench import profile
+from bench import features, profile
 from bench.scenarios import LIMIT_OWN, LIMIT_OWN_GROUPED, LIMIT_REFERENCE
 
 SPEND = "spend"  # the load of the sweep (bench/workload.py)
@@ -222,7 +222,7 @@ def _cpu_target(results: dict[str, Any]) -> dict[str, Any]:
 
 
 def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
-    """The targets of issue 10, then the earlier ones the benchmark keeps."""
+    """The targets of issue 10, then the earlier ones the benchmark keeps, then the features'."""
     reference = _reference(results)
     spend_rate = _rate(_at_reference(results, SPEND))
     return [
@@ -256,6 +256,7 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         _depth_target(reference, "balance at", "balance at a time"),
         _depth_target(reference, "statement", "1-month statement"),
         _verify_target(results["verify_under_load"]),
+        *features.targets(results),
     ]
 
 
@@ -645,6 +646,7 @@ def markdown(results: dict[str, Any]) -> str:
     lines += _table(REFERENCE_HEADER, _reference_rows(results))
     lines += _noise_note(results["reference"])
     lines += _waits_lines(results)
+    lines += features.report_lines(results)
     lines += ["", "## Bytes stored per movement", ""]
     lines += _storage_lines(results)
     verify = results["verify_under_load"]

@@ -9,8 +9,11 @@
    own spend SQL (one spend per call) and of the reference spend; at the reference concurrency
    also the service's SQL with 8 spends per call. The bytes the ledger's tables grew by.
 5. The other scenarios at the reference concurrency.
-6. py-spy on a worker during spends; the ledger verified after everything.
-7. results.json, results.md and the plots in BENCH_OUTPUT_DIR.
+6. The features' costs (bench/features.py), in a copy of the template of their own: pgbench
+   rounds of the service's SQL as is and without hash chains, without the outbox, on wallets
+   of 10 lots; the relay's events/s to a nats-server of the run's own; the hashes' CPU alone.
+7. py-spy on a worker during spends; the ledger verified after everything, plainly and deep.
+8. results.json, results.md and the plots in BENCH_OUTPUT_DIR.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import database, limit, report, scenarios, server, settings, workload
+from bench import database, features, limit, report, scenarios, server, settings, workload
 from bench.settings import BenchSettings
 
 SWEEP_SCENARIO = "spend"
@@ -147,7 +150,9 @@ class _Phases:
         self._started = now
 
 
-async def _measure(bench: scenarios.Bench, output_dir: Path) -> dict[str, Any]:
+async def _measure(
+    bench: scenarios.Bench, output_dir: Path, database_server: database.DatabaseServer
+) -> dict[str, Any]:
     bench_settings = bench.settings
     phases = _Phases()
     await scenarios.warm_up(bench)
@@ -169,10 +174,14 @@ async def _measure(bench: scenarios.Bench, output_dir: Path) -> dict[str, Any]:
         point = await scenarios.api_point(bench, scenario, bench_settings.concurrency_reference)
         reference.append(point.to_document())
     phases.done("scenarios")
+    feature_costs = await features.run(bench, database_server, output_dir)
+    phases.done("feature costs")
     profiled = await scenarios.profile_spend(bench, output_dir)
     phases.done("profile")
     final_verify = await scenarios.ledger_verify(bench)
     phases.done("final verify")
+    feature_costs["deep_verify"] = await features.deep_verify(bench)
+    phases.done("final deep verify")
     return {
         "phase_seconds": phases.seconds,
         "verify_under_load": verify,
@@ -181,6 +190,7 @@ async def _measure(bench: scenarios.Bench, output_dir: Path) -> dict[str, Any]:
         "reference": reference,
         "profile": profiled,
         "final_verify": final_verify,
+        "features": feature_costs,
     }
 
 
@@ -214,7 +224,7 @@ async def run(bench_settings: BenchSettings) -> dict[str, Any]:
                 cpu_roots=cpu_roots,
                 log_dir=log_dir,
             )
-            measured = await _measure(bench, output_dir)
+            measured = await _measure(bench, output_dir, database_server)
         finally:
             service.stop()
             server.trim_log(log_dir / "server.log")

@@ -274,19 +274,21 @@ def _spends_per_second(samples: list[tuple[float, int]], start: float, end: floa
     return (inside[-1][1] - inside[0][1]) / (inside[-1][0] - inside[0][0])
 
 
-async def _verify_command(url: str) -> tuple[float, dict[str, Any]]:
+async def verify_command(
+    url: str, *options: str, timeout_seconds: float = VERIFY_TIMEOUT_SECONDS
+) -> tuple[float, dict[str, Any]]:
     environment = {**os.environ, "WALLET_DATABASE_URL": url}
     started = time.monotonic()
     process = await asyncio.create_subprocess_exec(
-        database.WALLET_COMMAND, "ledger", "verify", env=environment,
+        database.WALLET_COMMAND, "ledger", "verify", *options, env=environment,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     try:
-        output, errors = await asyncio.wait_for(process.communicate(), VERIFY_TIMEOUT_SECONDS)
+        output, errors = await asyncio.wait_for(process.communicate(), timeout_seconds)
     except TimeoutError:
         process.kill()
         await process.wait()
-        raise RuntimeError(f"wallet ledger verify took more than {VERIFY_TIMEOUT_SECONDS} s") from None
+        raise RuntimeError(f"wallet ledger verify took more than {timeout_seconds} s") from None
     seconds = time.monotonic() - started
     if process.returncode not in (0, 1):
         raise RuntimeError(f"wallet ledger verify failed ({process.returncode}): {errors.decode()}")
@@ -297,7 +299,7 @@ async def ledger_verify(bench: Bench) -> dict[str, Any]:
     """`wallet ledger verify` alone, timed: the ledger after the whole run."""
     async with database.connect(bench.database_url) as connection:
         entries = await connection.fetchval("SELECT count(*) FROM entry")
-    seconds, verification = await _verify_command(bench.database_url)
+    seconds, verification = await verify_command(bench.database_url)
     print(
         f"bench: wallet ledger verify on {entries} entries: {seconds:.1f} s, ok={verification['ok']}",
         flush=True,
@@ -321,7 +323,7 @@ async def verify_under_load(bench: Bench) -> dict[str, Any]:
     wrk = await load.start(arguments)
     await asyncio.sleep(settings.verify_baseline_seconds)
     verify_started = time.monotonic()
-    seconds, verification = await _verify_command(bench.database_url)
+    seconds, verification = await verify_command(bench.database_url)
     verify_ended = time.monotonic()
     await asyncio.sleep(settings.verify_tail_seconds)
     result = await load.finish(wrk, _log_path(bench, "wrk spend during verify"), interrupt=True)

@@ -2,7 +2,7 @@
 
 Read from the environment once (the benchmark is a tool of its own, outside the service's
 settings): BENCH_QUICK, BENCH_WORKERS, BENCH_DATA_DIR, BENCH_OUTPUT_DIR, BENCH_DURATION_SECONDS,
-BENCH_QUIET_WAIT_SECONDS, WALLET_DATABASE_URL.
+BENCH_QUIET_WAIT_SECONDS, BENCH_FEATURE_CYCLES, WALLET_DATABASE_URL.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ class BenchSettings:
     profile_seconds: int
     quiet_wait_seconds: int  # before each point, wait up to this long for a quiet machine
     quiet_busy_cores_max: float
+    feature_cycles: int  # cycles of the feature costs' rounds (bench/features.py)
 
     @property
     def mode(self) -> str:
@@ -98,4 +99,5 @@ def load() -> BenchSettings:
         profile_seconds=4 if quick else 12,
         quiet_wait_seconds=_integer("BENCH_QUIET_WAIT_SECONDS", 0, 0, 3600),
         quiet_busy_cores_max=0.35,
+        feature_cycles=_integer("BENCH_FEATURE_CYCLES", 3 if quick else 6, 1, 100),
     )
