@@ -13,8 +13,9 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -352,6 +353,60 @@ def test_concurrent_spends_while_a_lot_expires(client: httpx.Client, server: Ser
     assert all(row[2] >= 0 for row in rows)
     assert wallet(client, wallet_id)["balance"] == 150 - successes - (100 - spent_before)
     assert_ledger_ok(client)
+
+
+@pytest.fixture
+def own_server(create_database: Callable[[], str], tmp_path: Path) -> Iterator[Server]:
+    """A server with the sweeper off on a database of its own: what a test leaves in it reaches
+    no other test's sweep."""
+    database_url = create_database()
+    wallet_command("db", "seed", database_url=database_url)
+    running = start_server(database_url, tmp_path / "server.log", {"WALLET_EXPIRY_SWEEP_SECONDS": "0"})
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+def test_a_hold_and_its_lot_that_both_expired_leave_every_call_of_the_wallet_working(
+    own_server: Server,
+) -> None:
+    """A hold takes 50 of a lot of 100 and both expire. The wallet's next call (a movement, a
+    void, the sweep) gives the hold's 50 back to the lot, which has expired, and expires the lot
+    (100): the balance falls to the 10 of non-expiring funds, below the 50 the hold held, and
+    held must fall to 0 with it."""
+    with own_server.client() as client:
+        spent_from, voided_in, swept = (new_wallet(client, "POINTS") for _ in range(3))
+        deadline = datetime.now(UTC) + timedelta(seconds=SHORT_SECONDS)
+        holds = {}
+        for wallet_id in (spent_from, voided_in, swept):
+            credit(client, wallet_id, 10)
+            credit(client, wallet_id, 100, deadline.isoformat(), op="bonus")
+            hold = post(client, f"/v1/wallets/{wallet_id}/holds", {"amount": 50, "expires_in_seconds": 1})
+            assert hold.status_code == 201, hold.text
+            holds[wallet_id] = hold.json()["id"]
+        assert datetime.now(UTC) < deadline, "the setup took longer than the lots' life"
+        time.sleep((deadline - datetime.now(UTC)).total_seconds() + 0.2)
+
+        paid = spend(client, spent_from, 1)
+        assert paid.status_code == 201, paid.text
+        assert history(client, spent_from) == [
+            ("topup", 10, 10), ("bonus", 100, 110), ("expiry", 100, 10), ("spend", 1, 9),
+        ]  # fmt: skip
+
+        refused = post(client, f"/v1/holds/{holds[voided_in]}/void", {})
+        assert (refused.status_code, refused.json()["code"]) == (409, "hold_not_pending"), refused.text
+        assert history(client, voided_in)[-1] == ("expiry", 100, 10)
+
+        wallet_command("lots", "expire", database_url=own_server.database_url)
+        assert history(client, swept)[-1] == ("expiry", 100, 10)
+        for wallet_id, balance in ((spent_from, 9), (voided_in, 10), (swept, 10)):
+            assert {name: wallet(client, wallet_id)[name] for name in ("balance", "held", "available")} == {
+                "balance": balance,
+                "held": 0,
+                "available": balance,
+            }
+        assert_ledger_ok(client)
 
 
 def test_expires_at_must_be_an_rfc3339_time_ahead(client: httpx.Client) -> None:
