@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import csv
+import io
 import os
 import re
 import shutil
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -1034,3 +1037,76 @@ def test_the_events_panel_follows_the_feed_and_a_movement_made_elsewhere_refresh
     expect(events.last).to_contain_text("Top up 6 GOLD")
     steps.shot("events")
 
+
+LOCAL_INPUT_OF = """(timestamp) => {
+  const instant = new Date(timestamp);
+  return new Date(instant.getTime() - instant.getTimezoneOffset() * 60000).toISOString().slice(0, 19);
+}"""
+
+
+def test_a_statement_for_a_period_shows_its_totals_and_downloads_as_csv(
+    demo_server: Server, page: Page, tmp_path: Path
+) -> None:
+    steps = Steps(page, tmp_path)
+    owner = f"ui-{uuid.uuid4().hex[:10]}"
+    with demo_server.client() as client:
+        wallet_id = new_wallet(client, "GOLD", owner_id=owner)
+        created = topup(client, wallet_id, 100).json()["created_at"]
+        # The period starts at the next whole second after the top-up: its opening balance is 100.
+        start = datetime.fromisoformat(created).replace(microsecond=0) + timedelta(seconds=1)
+        time.sleep(max(0.0, (start - datetime.now(UTC)).total_seconds()) + 0.05)
+        for kind, amount, reference in (("spend", 30, "sword, \"gold\""), ("bonus", 5, None)):
+            body: dict[str, Any] = {"amount": amount}
+            if reference:
+                body["reference"] = reference
+            answer = client.post(
+                f"/v1/wallets/{wallet_id}/{kind}", json=body, headers={"Idempotency-Key": str(uuid.uuid4())}
+            )
+            assert answer.status_code == 201, answer.text
+        expected = client.get(f"/v1/wallets/{wallet_id}/statement", params={"from": start.isoformat()}).json()
+    open_wallet(page, demo_server, wallet_id)
+    panel = page.locator("#statement-panel")
+    panel.get_by_label("From", exact=True).fill(page.evaluate(LOCAL_INPUT_OF, start.isoformat()))
+    panel.get_by_role("button", name="Show statement").click()
+    totals = page.locator("#statement-totals")
+    expect(totals.locator("[data-total=opening]")).to_have_text("100 GOLD")
+    expect(totals.locator("[data-total=credits]")).to_have_text("5 GOLD")
+    expect(totals.locator("[data-total=debits]")).to_have_text("30 GOLD")
+    expect(totals.locator("[data-total=closing]")).to_have_text("75 GOLD")
+    expect(page.locator("#statement-identity")).to_have_text(
+        "opening + credits − debits = closing: 100 + 5 − 30 = 75 ✓"
+    )
+    rows = page.locator("#statement-table tbody tr")
+    expect(rows).to_have_count(2)
+    expect(rows.nth(0)).to_contain_text("spend")
+    expect(rows.nth(0).locator("td").nth(3)).to_have_text("30")
+    expect(rows.nth(0).locator("td").nth(4)).to_have_text("70")
+    expect(rows.nth(1)).to_contain_text("bonus")
+    expect(rows.nth(1).locator("td").nth(2)).to_have_text("5")
+    expect(page.locator("#statement-period")).to_contain_text(f"{owner}'s GOLD wallet")
+    publish(steps.element(panel, "statement-panel"), "statement")
+
+    # The CSV: fetched with the key, saved by the browser, the same numbers as the JSON.
+    with page.expect_download() as download:
+        panel.get_by_role("button", name="Download CSV").click()
+    saved = download.value
+    assert saved.suggested_filename.startswith(f"statement-{wallet_id}-"), saved.suggested_filename
+    table = list(csv.DictReader(io.StringIO(Path(saved.path()).read_text(), newline="")))
+    assert [(row["type"], row["direction"], row["amount"], row["balance_after"]) for row in table] == [
+        ("spend", "debit", "30", "70"),
+        ("bonus", "credit", "5", "75"),
+    ]
+    assert table[0]["reference"] == 'sword, "gold"'
+    assert [row["transaction_id"] for row in table] == [item["id"] for item in expected["transactions"]]
+    expect(page.locator("#statement-result")).to_contain_text("a header row, then 2 rows")
+    expect(page.locator("#statement-result summary")).to_contain_text("GET /v1/wallets/")
+    expect(page.locator("#statement-result pre.request")).to_contain_text("Accept: text/csv")
+
+    # A period that ends before it starts: the service's 422, in words.
+    panel.get_by_label("To (optional; empty: now)", exact=True).fill(
+        page.evaluate(LOCAL_INPUT_OF, (start - timedelta(hours=1)).isoformat())
+    )
+    panel.get_by_role("button", name="Show statement").click()
+    expect(page.locator("#statement-result")).to_contain_text("code validation_error · HTTP 422")
+    expect(page.locator("#statement-view")).to_be_hidden()
+    steps.shot("statement")
