@@ -99,6 +99,9 @@ def _run(settings: Settings, task: Callable[[Connection], Awaitable[ResultT]]) -
 
 # What `wallet serve` gives uvicorn to finish the requests in flight after SIGTERM.
 TIMEOUT_SECONDS_GRACEFUL_SHUTDOWN = 10
+# How long a worker of `serve --workers N` may take to start (import and open its pool) before
+# uvicorn kills it and starts another: its default of 5 s was seen to run out on a busy machine.
+TIMEOUT_SECONDS_WORKER_START = 60
 
 
 @app.command()
@@ -139,6 +142,7 @@ def serve(
                 access_log=False,
                 forwarded_allow_ips=settings.forwarded_allow_ips,
                 timeout_graceful_shutdown=TIMEOUT_SECONDS_GRACEFUL_SHUTDOWN,
+                timeout_worker_healthcheck=TIMEOUT_SECONDS_WORKER_START,
             )
         finally:
             if metrics_directory is not None:

@@ -5,7 +5,9 @@
 -- Marks the due holds of these wallets expired (pending, expires_at <= at) and gives the parts
 -- of lots they took back to their lots; tells per wallet what that released, the soonest expiry
 -- of the pending holds left, and the soonest expiry among the lots given to. The caller holds
--- the wallets' locks and writes account.held, hold_expires_at and lot_expires_at.
+-- the wallets' locks and writes lot_expires_at. account.held and hold_expires_at are written
+-- here, at once: the lots' expiry that may follow in the same transaction lowers the balance,
+-- which must never pass below a `held` that still counts the expired holds.
 CREATE FUNCTION ledger.expire_holds(wallets uuid[], at timestamptz)
 RETURNS TABLE (wallet_id uuid, released bigint, next_expiry timestamptz, lots_returned timestamptz)
 LANGUAGE sql AS $$
@@ -22,6 +24,10 @@ LANGUAGE sql AS $$
     ), events AS (
         INSERT INTO event (id, type, subject_id, created_at, xid)
         SELECT ledger.uuid7(at), 'hold.expired', e.id, at, pg_current_xact_id() FROM expired e
+    ), held AS (
+        UPDATE account a SET held = a.held - r.amount, hold_expires_at = m.next_expiry
+        FROM released r LEFT JOIN remaining m ON m.wallet_id = r.wallet_id
+        WHERE a.id = r.wallet_id
     ), parts AS (
         SELECT u.lot_id, sum(u.amount) AS amount FROM expired e JOIN lot_use u ON u.owner_id = e.id
         WHERE e.lot_amount > 0 GROUP BY u.lot_id
