@@ -21,10 +21,8 @@ from typing import Annotated, TypeVar
 import orjson
 import psycopg
 import typer
-from alembic.util.exc import CommandError as AlembicError
-from sqlalchemy.exc import SQLAlchemyError
 
-from wallet import idempotency, keys, logs, relay, seed
+from wallet import idempotency, keys, logs, seed
 from wallet._loopback import is_loopback_host
 from wallet.config import ConfigurationError, Settings, load_settings
 from wallet.db import database, embedded
@@ -153,6 +151,10 @@ def _prepare_to_serve(settings: Settings, database_url: str, bind_host: str) -> 
     """Embedded: migrate, seed, the first admin key, the demo UI's key. External: check that the
     database is migrated (tables and functions) and, behind PgBouncer, the role's timeouts."""
     if database.is_embedded(settings):
+        # Imported here: every other command starts faster without Alembic and SQLAlchemy.
+        from alembic.util.exc import CommandError as AlembicError
+        from sqlalchemy.exc import SQLAlchemyError
+
         os.environ["WALLET_DATABASE_URL"] = database_url
         try:
             _prepare_embedded(settings, database_url)
@@ -396,6 +398,8 @@ def events_relay(
         raise fail("--stream must be 1-64 letters, digits, '_' or '-'")
     if not nats_url.startswith(("nats://", "tls://")):
         raise fail("--nats-url must be a nats:// or tls:// URL")
+    from wallet import relay  # only this command needs the NATS client
+
     settings = _settings()
     logs.configure(settings.log_level)
 

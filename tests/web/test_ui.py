@@ -628,7 +628,8 @@ def test_ops_checks_the_ledger_on_demand_and_sees_which_account_breaks_which_inv
     try:
         check.click()
         report = page.locator("#health-verify")
-        expect(report).to_contain_text("Ledger NOT OK: 2 problems.")
+        # Invariants 2 and 4, and the bookkeeping check that a statement closes at the balance.
+        expect(report).to_contain_text("Ledger NOT OK: 3 problems.")
         expect(page.locator("#invariants > li[data-invariant='2']")).to_contain_text("broken: 1 problem ✗")
         expect(page.locator("#invariants > li[data-invariant='4']")).to_contain_text("broken: 1 problem ✗")
         expect(page.locator("#invariants > li[data-invariant='1']")).to_contain_text("holds ✓")
@@ -637,6 +638,10 @@ def test_ops_checks_the_ledger_on_demand_and_sees_which_account_breaks_which_inv
         )
         expect(report.locator("li.problem").nth(1)).to_contain_text(
             "Invariant 4: asset GOLD — balances of all GOLD"
+        )
+        expect(report.locator("li.problem").nth(2)).to_contain_text(
+            f"Check statements: the ledger — wallet {wallet_id}: "
+            "a statement until now closes at 10, its balance is 11"
         )
         expect(page.locator("#health-balances tbody tr").last).to_contain_text("1 ✗")
         publish(steps.element(panel, "health-panel"), "health")

@@ -101,13 +101,20 @@ async function renderVerification(answer) {
   if (rows.length) target.append(element("ul", { className: "problems" }, ...rows));
 }
 
-// One problem: its invariant, what it is about (by name, with a link), and the service's detail.
+// One problem: its invariant (or, for the ledger's own bookkeeping, the check that found it),
+// what it is about (by name, with a link), and the service's detail.
 async function problemItem(problem) {
-  const known = INVARIANTS.has(problem.invariant);
   return element("li", { className: "problem" },
-    element("strong", {}, `Invariant ${problem.invariant}`),
-    known ? "" : " (not known to this page)",
+    ...problemName(problem),
     ": ", ...(await subjectOf(problem)), problem.detail ? ` — ${problem.detail}` : "");
+}
+
+function problemName(problem) {
+  if (problem.invariant === undefined && problem.check !== undefined) {
+    return [element("strong", {}, `Check ${problem.check}`)];
+  }
+  const known = INVARIANTS.has(problem.invariant);
+  return [element("strong", {}, `Invariant ${problem.invariant}`), known ? "" : " (not known to this page)"];
 }
 
 async function subjectOf(problem) {
