@@ -19,6 +19,7 @@ from wallet.ledger.group_commit import GroupCommit
 from wallet.types import Connection
 
 WAIT_SECONDS = 30
+HELD_UP_SECONDS = 10  # long enough for many groups, far shorter than WAIT_SECONDS
 
 
 @pytest.fixture
@@ -152,6 +153,48 @@ async def test_a_held_wallet_holds_up_only_the_requests_that_need_it(pool: async
     outcome = await asyncio.wait_for(waiting, WAIT_SECONDS)
     assert outcome.result is posting.Result.POSTED and not outcome.replayed
     assert await balance(pool, held) == 5
+    await assert_verified(pool)
+
+
+async def test_requests_sent_to_the_waiting_lane_do_not_queue_behind_a_held_wallet(
+    pool: asyncpg.Pool,
+) -> None:
+    """Requests of a wallet this process is posting go to the waiting lane; there, a wallet held
+    for long (its requests waiting for its lock) must hold up only its own requests: it takes one
+    of the lane's groups, never every one, and no group mixes its requests with others'."""
+    key_id = await api_key_id(pool)
+    held, *hot = await wallets(pool, 5)
+    in_waiting_lane: list[int] = []
+    committer = GroupCommit(
+        connections(pool), in_flight_max=2, group_size_max=64, observe_waiting_on_locks=in_waiting_lane.append
+    )
+    async with pool.acquire() as holder:
+        transaction = holder.transaction()
+        await transaction.start()
+        await holder.execute("SELECT 1 FROM account WHERE id = $1 FOR UPDATE", held)
+        waiting = [
+            asyncio.create_task(committer.post(request(key_id, posting.topup(held, 1, None, None))))
+            for _ in range(4)
+        ]
+        deadline = asyncio.get_running_loop().time() + WAIT_SECONDS
+        while not (in_waiting_lane and in_waiting_lane[-1] >= len(waiting)):
+            assert asyncio.get_running_loop().time() < deadline, in_waiting_lane
+            await asyncio.sleep(0.01)
+        # A stream of requests on a few wallets: most find their wallet in a group in flight.
+        free = []
+        for _ in range(15):
+            for wallet in hot:
+                movement = posting.topup(wallet, 1, None, None)
+                free.append(asyncio.create_task(committer.post(request(key_id, movement))))
+            await asyncio.sleep(0.005)
+        outcomes = await asyncio.wait_for(asyncio.gather(*free), HELD_UP_SECONDS)
+        assert all(outcome.result is posting.Result.POSTED for outcome in outcomes)
+        assert not any(task.done() for task in waiting), "a request on the held wallet went through"
+        await transaction.rollback()
+    held_outcomes = await asyncio.wait_for(asyncio.gather(*waiting), WAIT_SECONDS)
+    assert all(outcome.result is posting.Result.POSTED for outcome in held_outcomes)
+    await committer.close()
+    assert [await balance(pool, wallet) for wallet in (held, *hot)] == [4, 15, 15, 15, 15]
     await assert_verified(pool)
 
 

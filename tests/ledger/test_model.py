@@ -86,7 +86,7 @@ HISTORY_PAGE_MAX = 200
 # GET /v1/ledger/verify after every this many steps (it is fast enough on the test database).
 VERIFY_EVERY_STEPS = 1
 MODEL_SETTINGS = settings(
-    max_examples=35,
+    max_examples=25,
     stateful_step_count=30,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],

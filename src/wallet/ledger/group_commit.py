@@ -10,9 +10,12 @@ waits.
 Two lanes keep a held wallet from holding up everyone:
 - the fast lane posts without waiting for wallet locks (ledger.post skips a wallet another
   transaction holds and defers the requests that need it);
-- the waiting lane takes the deferred requests, grouped the same way, and posts them waiting for
-  their wallets, at most `in_flight_max_waiting` groups at a time. Requests on a busy (hot)
-  wallet still share its lock, one group at a time; a wallet held for long holds up only them.
+- the waiting lane takes the deferred requests and posts them waiting for their wallets, at most
+  `in_flight_max_waiting` groups at a time. Its groups never mix wallets: a group holds the
+  requests of the first queued request's wallets (those of a transfer: its two wallets and
+  either alone), and no two of its groups in flight share a wallet. Requests on a busy (hot)
+  wallet still share its lock, one group at a time; a wallet held for long (another transaction
+  keeps it locked) takes one group, and holds up only the requests that need it.
 A request for a wallet that a group of this process is posting (or that waits in the waiting
 lane) goes to the waiting lane at once: the fast lane would only find it locked and defer it,
 a round trip for nothing. So the requests of a hot wallet cost one round trip each group, not two.
@@ -75,7 +78,7 @@ class GroupCommit:
         *,
         in_flight_max: int,
         group_size_max: int,
-        in_flight_max_waiting: int = 2,
+        in_flight_max_waiting: int = 8,
         observe_group: Callable[[int], None] | None = None,
         observe_waiting_on_locks: Callable[[int], None] | None = None,
     ) -> None:
@@ -89,6 +92,8 @@ class GroupCommit:
         self._waiting = _Lane(wait_for_locks=True, in_flight_max=in_flight_max_waiting)
         # Wallets of the requests in a group in flight (either lane) or queued in the waiting lane.
         self._busy: Counter[uuid.UUID] = Counter()
+        # Wallets of the waiting lane's groups in flight.
+        self._waiting_on: Counter[uuid.UUID] = Counter()
 
     async def post(self, request: posting.Request) -> posting.Outcome:
         future: asyncio.Future[posting.Outcome] = asyncio.get_running_loop().create_future()
@@ -134,13 +139,23 @@ class GroupCommit:
         group: list[_Waiting] = []
         keys: set[tuple[object, str]] = set()
         kept: list[_Waiting] = []
+        wallets: frozenset[uuid.UUID] | None = None  # the waiting lane's group: of these only
         for waiting in lane.waiting:
             if waiting.future.done():  # its request was cancelled: the client went away
                 if lane.wait_for_locks:
                     lane.requests -= 1
                     self._mark_busy([waiting], -1)
                 continue
-            if len(group) < self._group_size_max and waiting.request.key not in keys:
+            fits = len(group) < self._group_size_max and waiting.request.key not in keys
+            if fits and lane.wait_for_locks:
+                wallet_ids = waiting.request.movement.wallet_ids
+                if wallets is None:
+                    fits = not any(wallet_id in self._waiting_on for wallet_id in wallet_ids)
+                    if fits:
+                        wallets = frozenset(wallet_ids)
+                else:
+                    fits = wallets.issuperset(wallet_ids)
+            if fits:
                 keys.add(waiting.request.key)
                 group.append(waiting)
             else:
@@ -157,6 +172,9 @@ class GroupCommit:
         requests = [waiting.request for waiting in group]
         if not lane.wait_for_locks:  # a waiting-lane request is busy from its queueing on
             self._mark_busy(group, +1)
+        group_wallets = {wallet_id for request in requests for wallet_id in request.movement.wallet_ids}
+        if lane.wait_for_locks:
+            self._waiting_on.update(group_wallets)
         try:
             async with self._connection() as connection:
                 results = await post_each_on_failure(connection, requests, wait_for_locks=lane.wait_for_locks)
@@ -164,6 +182,11 @@ class GroupCommit:
             results = [error] * len(group)
         finally:
             self._mark_busy(group, -1)
+            if lane.wait_for_locks:
+                self._waiting_on.subtract(group_wallets)
+                for wallet_id in group_wallets:
+                    if self._waiting_on[wallet_id] <= 0:
+                        del self._waiting_on[wallet_id]
         deferred: list[_Waiting] = []
         for waiting, result in zip(group, results, strict=True):
             if waiting.future.done():
