@@ -5,7 +5,10 @@
 SHELL = /bin/bash
 PYTHON = python3
 VENV = .venv
-# PYTEST_ARGS (make variable or environment variable) is passed on to pytest by `make test`.
+# PYTEST_ARGS (make variable or environment variable) is passed on to pytest by `make test`;
+# TEST_WORKERS is how many pytest processes share the suite (pytest-xdist: a test file's tests
+# in one of them, the fault and HA tests together in one; 0 runs it in this one process).
+TEST_WORKERS = 2
 
 # Sets the shell variable `uv` to a runnable uv: the one on PATH, else one installed with
 # pip (run as "python3 -m uv" when pip put its script somewhere outside PATH).
@@ -34,7 +37,7 @@ run: venv
 	$(VENV)/bin/wallet serve
 
 test: venv
-	$(VENV)/bin/pytest $(PYTEST_ARGS)
+	$(VENV)/bin/pytest --numprocesses $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 lint: venv
 	$(VENV)/bin/ruff check src tests clients/python

@@ -70,7 +70,17 @@ SYSTEM_PROGRAMS = (
 NOT_RUN = pytest.StashKey[dict[str, int]]()
 
 
+# Tests that kill, stop and restart servers under load and time how they recover: under
+# pytest-xdist (`make test`) they run in one worker, one after another.
+SERIAL_MARKERS = ("faults", "ha")
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Under pytest-xdist with --dist loadgroup: a test file's tests share a worker (and its
+    # module fixtures); the serial ones share one of their own.
+    for item in items:
+        serial = any(item.get_closest_marker(marker) is not None for marker in SERIAL_MARKERS)
+        item.add_marker(pytest.mark.xdist_group("serial" if serial else item.nodeid.split("::")[0]))
     if os.environ.get("CI") == "true":
         return
     not_run: dict[str, int] = {}
@@ -86,14 +96,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    if os.environ.get("CI") == "true":
+        return
+    # Under pytest-xdist this process collected nothing (its workers did): it knows what is
+    # missing, not how many tests that left out.
+    not_run = config.stash.get(NOT_RUN, None)
     for program in SYSTEM_PROGRAMS:
-        count = config.stash.get(NOT_RUN, {}).get(program.marker, 0)
-        if count:
-            terminalreporter.write_sep(
-                "!",
-                f"{count} {program.marker.upper()} TESTS NOT RUN: {program.missing()} is missing",
-                yellow=True,
-            )
+        missing = program.missing()
+        count = None if not_run is None else not_run.get(program.marker, 0)
+        if missing is not None and count != 0:
+            name = program.marker.upper()
+            tests = f"{count} {name} TESTS" if count else f"THE {name} TESTS"
+            terminalreporter.write_sep("!", f"{tests} NOT RUN: {missing} is missing", yellow=True)
             terminalreporter.write_line(
                 f"Install it ({program.install}), then run them alone with: .venv/bin/pytest {program.rerun}",
                 yellow=True,

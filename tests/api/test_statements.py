@@ -463,7 +463,9 @@ def test_statement_refuses_a_missing_malformed_or_empty_window(
 
 
 @pytest.mark.parametrize(
-    "wallet_id", ["not-a-uuid", str(uuid.uuid4()), "00000000-0000-0000-0000-000000000000"]
+    "wallet_id",
+    ["not-a-uuid", str(uuid.uuid4()), "00000000-0000-0000-0000-000000000000"],
+    ids=["not-a-uuid", "unknown", "nil"],
 )
 def test_an_unknown_wallet_is_404(client: httpx.Client, wallet_id: str) -> None:
     at = "2024-01-01T00:00:00Z"

@@ -131,7 +131,8 @@ async def seconds_until_refused(port: int, since: float) -> float:
     while time.monotonic() - since < REFUSING_WITHIN_SECONDS:
         try:
             _, writer = await asyncio.open_connection("127.0.0.1", port)
-        except ConnectionRefusedError:
+        except (ConnectionRefusedError, ConnectionResetError):
+            # Reset: the connection was in the backlog of the listening socket as it closed.
             return time.monotonic() - since
         writer.close()
         await writer.wait_closed()
