@@ -34,8 +34,10 @@ SERVER_ENVIRONMENT = {
     "WALLET_TIMEOUT_MS_LOCK": "1000",
 }
 # A request waits for a connection at most twice (authentication, then the posting), each wait
-# bounded by the acquire timeout, which includes connecting; two seconds more for a busy machine.
-ANSWER_SECONDS_MAX = 2 * TIMEOUT_MS_POOL_ACQUIRE / 1000 + 2.0
+# bounded by the acquire timeout, which includes connecting; a request of a wallet the group
+# commit is posting may first wait for that group (bounded the same way): two seconds more for
+# a busy machine.
+ANSWER_SECONDS_MAX = 3 * TIMEOUT_MS_POOL_ACQUIRE / 1000 + 2.0
 RECOVERY_SECONDS_MAX = 5.0
 WORKLOAD_TIMEOUT_SECONDS = 60.0
 
@@ -78,7 +80,10 @@ async def test_database_restart_mid_load_gives_quick_503s_then_recovers_exactly_
     unanswered = [attempt for attempt in attempts if attempt.status is None]
     assert not unanswered, [(a.error, a.started - stopping_at, a.seconds) for a in unanswered[:10]]
     assert while_down, "no request was sent while the database was down"
-    assert {attempt.status for attempt in while_down} == {503}
+    # Answered while the database was down: 503. A request that waited in the service for its
+    # wallet until the database was back may have been posted then.
+    assert {attempt.status for attempt in while_down if attempt.started + attempt.seconds < back_at} == {503}
+    assert {attempt.status for attempt in while_down} <= {201, 409, 503}
     assert max(attempt.seconds for attempt in while_down) <= ANSWER_SECONDS_MAX
     assert recovery_seconds <= RECOVERY_SECONDS_MAX
     late_503 = [a for a in attempts if a.status == 503 and a.started > back_at + RECOVERY_SECONDS_MAX]
