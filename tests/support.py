@@ -81,6 +81,11 @@ def create_key(database_url: str, *scopes: str, name: str | None = None) -> str:
     return output.strip().splitlines()[-1]
 
 
+def _complete_lines(text: str) -> list[str]:
+    """The lines of a log another process is writing, without a last one it has not finished."""
+    return text[: text.rfind("\n") + 1].splitlines()
+
+
 @dataclass
 class Server:
     """A `wallet serve` process on 127.0.0.1 against one database."""
@@ -118,7 +123,7 @@ class Server:
                 record
                 for record in (
                     json.loads(text)
-                    for text in self.log_path.read_text().splitlines()
+                    for text in _complete_lines(self.log_path.read_text())
                     if text.startswith("{")
                 )
                 if record.get("request_id") == request_id
