@@ -9,10 +9,10 @@ VENV = .venv
 # `make test` runs the suite in two passes: first all but the fault and HA tests, shared between
 # TEST_WORKERS pytest processes (pytest-xdist; a test file's tests in one of them; 0: in one
 # process), then the fault and HA tests, which kill and restart servers and databases under load
-# and time their recovery, alone, one after another. A pass that selects no test (exit status
+# and time their recovery, alone, one after another, and the Schemathesis tests (marker schema). A pass that selects no test (exit status
 # 5) is not a failure.
 TEST_WORKERS = 2
-SERIAL_TESTS = faults or ha
+SERIAL_TESTS = faults or ha or schema
 
 # Sets the shell variable `uv` to a runnable uv: the one on PATH, else one installed with
 # pip (run as "python3 -m uv" when pip put its script somewhere outside PATH).

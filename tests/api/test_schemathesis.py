@@ -130,6 +130,9 @@ def _aim_at_funded_wallets(case: schemathesis.Case[Any], wallets: tuple[str, str
         case.body["from_wallet_id"], case.body["to_wallet_id"] = wallets
 
 
+pytestmark = pytest.mark.schema
+
+
 @schema.parametrize()
 def test_every_operation_conforms_to_the_schema(
     case: schemathesis.Case[Any], server: Server, funded_wallets: tuple[str, str]
