@@ -5,12 +5,13 @@
 SHELL = /bin/bash
 PYTHON = python3
 VENV = .venv
-# PYTEST_ARGS (make variable or environment variable) is passed on to pytest by `make test`.
-# `make test` runs the suite in two passes: first all but the fault and HA tests, shared between
-# TEST_WORKERS pytest processes (pytest-xdist; a test file's tests in one of them; 0: in one
-# process), then the fault and HA tests, which kill and restart servers and databases under load
-# and time their recovery, alone, one after another, and the Schemathesis tests (marker schema). A pass that selects no test (exit status
-# 5) is not a failure.
+# PYTEST_ARGS (make variable or environment variable) is passed on to pytest by `make test`,
+# which runs the suite in two passes. First all but SERIAL_TESTS, shared between TEST_WORKERS
+# pytest processes (pytest-xdist, a test file's tests in one of them; 0: in this one process).
+# Then SERIAL_TESTS in one process: the fault and HA tests, which kill and restart servers and
+# databases under load and time their recovery (a second busy process upsets them), and the
+# Schemathesis tests (all with one node id, of which pytest-xdist runs only the first). A pass
+# that selects no test (exit status 5) is not a failure.
 TEST_WORKERS = 2
 SERIAL_TESTS = faults or ha or schema
 
@@ -41,7 +42,7 @@ run: venv
 	$(VENV)/bin/wallet serve
 
 test: venv
-	$(VENV)/bin/pytest --numprocesses $(TEST_WORKERS) --dist loadgroup -m "not ($(SERIAL_TESTS))" $(PYTEST_ARGS) \
+	$(VENV)/bin/pytest --numprocesses $(TEST_WORKERS) --dist loadfile -m "not ($(SERIAL_TESTS))" $(PYTEST_ARGS) \
 		|| [ $$? -eq 5 ]
 	$(VENV)/bin/pytest -m "$(SERIAL_TESTS)" $(PYTEST_ARGS) || [ $$? -eq 5 ]
 

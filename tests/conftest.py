@@ -70,17 +70,8 @@ SYSTEM_PROGRAMS = (
 NOT_RUN = pytest.StashKey[dict[str, int]]()
 
 
-# Tests that kill, stop and restart servers under load and time how they recover: under
-# pytest-xdist (`make test`) they run in one worker, one after another.
-SERIAL_MARKERS = ("faults", "ha")
-
-
+@pytest.hookimpl(trylast=True)  # after -m has deselected what the run does not ask for
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    # Under pytest-xdist with --dist loadgroup: a test file's tests share a worker (and its
-    # module fixtures); the serial ones share one of their own.
-    for item in items:
-        serial = any(item.get_closest_marker(marker) is not None for marker in SERIAL_MARKERS)
-        item.add_marker(pytest.mark.xdist_group("serial" if serial else item.nodeid.split("::")[0]))
     if os.environ.get("CI") == "true":
         return
     not_run: dict[str, int] = {}

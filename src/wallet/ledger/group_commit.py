@@ -116,10 +116,7 @@ class GroupCommit:
 
     def _mark_busy(self, entries: Iterable[_Waiting], step: int) -> None:
         for waiting in entries:
-            for wallet_id in waiting.request.movement.wallet_ids:
-                self._busy[wallet_id] += step
-                if self._busy[wallet_id] <= 0:
-                    del self._busy[wallet_id]
+            _count(self._busy, waiting.request.movement.wallet_ids, step)
 
     async def close(self) -> None:
         """Wait for the groups in flight (the server stops taking requests first)."""
@@ -172,9 +169,9 @@ class GroupCommit:
         requests = [waiting.request for waiting in group]
         if not lane.wait_for_locks:  # a waiting-lane request is busy from its queueing on
             self._mark_busy(group, +1)
-        group_wallets = {wallet_id for request in requests for wallet_id in request.movement.wallet_ids}
-        if lane.wait_for_locks:
-            self._waiting_on.update(group_wallets)
+        # A waiting-lane group's requests are of its first request's wallets (_take_group).
+        group_wallets = group[0].request.movement.wallet_ids if lane.wait_for_locks else set()
+        _count(self._waiting_on, group_wallets, +1)
         try:
             async with self._connection() as connection:
                 results = await post_each_on_failure(connection, requests, wait_for_locks=lane.wait_for_locks)
@@ -182,11 +179,7 @@ class GroupCommit:
             results = [error] * len(group)
         finally:
             self._mark_busy(group, -1)
-            if lane.wait_for_locks:
-                self._waiting_on.subtract(group_wallets)
-                for wallet_id in group_wallets:
-                    if self._waiting_on[wallet_id] <= 0:
-                        del self._waiting_on[wallet_id]
+            _count(self._waiting_on, group_wallets, -1)
         deferred: list[_Waiting] = []
         for waiting, result in zip(group, results, strict=True):
             if waiting.future.done():
@@ -205,6 +198,14 @@ class GroupCommit:
         elif lane.wait_for_locks:
             self._observe_waiting_on_locks(self._waiting.requests)
             self._send(self._waiting)
+
+
+def _count(counter: Counter[uuid.UUID], wallet_ids: Iterable[uuid.UUID], step: int) -> None:
+    """Count the wallets up or down by `step`; a wallet counted down to 0 leaves the counter."""
+    for wallet_id in wallet_ids:
+        counter[wallet_id] += step
+        if counter[wallet_id] <= 0:
+            del counter[wallet_id]
 
 
 async def post_each_on_failure(
