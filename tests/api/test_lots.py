@@ -29,10 +29,13 @@ GATHER_TIMEOUT_SECONDS = 120
 
 
 @pytest.fixture(scope="module")
-def server(seeded_database: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """The seeded database's server with the expiry sweeper off."""
+def server(create_database: Callable[[], str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A server with the expiry sweeper off, on a seeded database of this module's own: the
+    session's server, whose sweeper runs, must not post the expiries these tests wait for."""
+    database_url = create_database()
+    wallet_command("db", "seed", database_url=database_url)
     log_path = tmp_path_factory.mktemp("lots") / "server.log"
-    running = start_server(seeded_database, log_path, {"WALLET_EXPIRY_SWEEP_SECONDS": "0"})
+    running = start_server(database_url, log_path, {"WALLET_EXPIRY_SWEEP_SECONDS": "0"})
     try:
         yield running
     finally:
